@@ -1,0 +1,1 @@
+"""PAdES signing pipeline, visible stamps and the officer → clerk → issue workflow."""

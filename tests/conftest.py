@@ -1,0 +1,91 @@
+"""Shared fixtures: a throwaway SoftHSM2 token directory, fresh tokens, and databases.
+
+``SOFTHSM2_CONF`` must point at the throwaway directory before the module is loaded,
+so it is set when this file is imported, ahead of every test module.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_SOFTHSM_DIR = Path(tempfile.mkdtemp(prefix="kyso-test-softhsm-"))
+(_SOFTHSM_DIR / "tokens").mkdir(mode=0o700)
+(_SOFTHSM_DIR / "softhsm2.conf").write_text(
+    f"directories.tokendir = {_SOFTHSM_DIR / 'tokens'}\n"
+    "objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"
+)
+os.environ["SOFTHSM2_CONF"] = str(_SOFTHSM_DIR / "softhsm2.conf")
+
+from hsm import BlockingSessionPool, HsmConfig, PinSource  # noqa: E402
+from hsm.provision import provision_token  # noqa: E402
+
+
+@dataclass(frozen=True)
+class TestToken:
+    """A freshly initialised SoftHSM2 token and how to reach it."""
+
+    __test__ = False
+
+    label: str
+    serial: str
+    so_pin: str
+    user_pin: str
+    pin_file: Path
+    softhsm_dir: Path
+
+    def config(self, **overrides: object) -> HsmConfig:
+        values: dict[str, object] = {
+            "token_label": self.label,
+            "pin": PinSource(file=self.pin_file),
+            "pool_size": 4,
+            "acquire_timeout": 5.0,
+            "retry_interval": 0.0,
+        }
+        values.update(overrides)
+        return HsmConfig(**values)  # type: ignore[arg-type]
+
+    def token_dir(self) -> Path:
+        """The SoftHSM2 directory that holds this token's objects."""
+        for child in (self.softhsm_dir / "tokens").iterdir():
+            obj = child / "token.object"
+            if obj.is_file() and self.serial.encode() in obj.read_bytes():
+                return child
+        raise LookupError(self.label)
+
+
+@pytest.fixture(scope="session")
+def softhsm_dir() -> Iterator[Path]:
+    yield _SOFTHSM_DIR
+    shutil.rmtree(_SOFTHSM_DIR, ignore_errors=True)
+
+
+def make_token(softhsm_dir: Path, tmp_path: Path, label: str | None = None) -> TestToken:
+    label = label or f"test-{secrets.token_hex(4)}"
+    so_pin, user_pin = secrets.token_hex(8), secrets.token_hex(8)
+    info, created = provision_token(label=label, so_pin=so_pin, user_pin=user_pin)
+    assert created
+    pin_file = tmp_path / f"{secrets.token_hex(4)}.pin"
+    pin_file.write_text(user_pin + "\n")
+    pin_file.chmod(0o600)
+    return TestToken(label, info.serial, so_pin, user_pin, pin_file, softhsm_dir)
+
+
+@pytest.fixture
+def token(softhsm_dir: Path, tmp_path: Path) -> TestToken:
+    """A new token with a random label, SO PIN and user PIN (PIN in a 0600 file)."""
+    return make_token(softhsm_dir, tmp_path)
+
+
+@pytest.fixture
+def pool(token: TestToken) -> Iterator[BlockingSessionPool]:
+    """An open blocking pool on a fresh token."""
+    with BlockingSessionPool(token.config()) as opened:
+        yield opened

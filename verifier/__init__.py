@@ -1,0 +1,1 @@
+"""Validation of untrusted signed PDFs. Never imports `hsm` or `signer`."""
