@@ -55,7 +55,9 @@ class PinSource:
             try:
                 value = self.file.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as ex:
-                raise HsmConfigError(f"cannot read the PIN file {self.file}: {ex.strerror}") from None
+                raise HsmConfigError(
+                    f"cannot read the PIN file {self.file}: {ex.strerror}"
+                ) from None
             return _checked(value, f"PIN file {self.file}")
         raise HsmConfigError("no user PIN configured: set KYSO_HSM_PIN_FILE or KYSO_HSM_PIN")
 

@@ -35,10 +35,24 @@ def bit_string(value: bytes) -> bytes:
     return tlv(0x03, b"\x00" + value)
 
 
+def _short_integer(value: bytes) -> bytes:
+    value = value.lstrip(b"\x00") or b"\x00"
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    return b"\x02" + bytes((len(value),)) + value
+
+
 def ecdsa_signature(raw: bytes) -> bytes:
-    """PKCS#11 ``r‖s`` → DER ``ECDSA-Sig-Value``."""
+    """PKCS#11 ``r‖s`` → DER ``ECDSA-Sig-Value``.
+
+    On the signing path for every ECDSA signature: for P-256 and P-384 every length fits
+    in one byte, so the general encoder is skipped.
+    """
     half = len(raw) // 2
-    return sequence(integer(raw[:half]), integer(raw[half:]))
+    if half > 60:
+        return sequence(integer(raw[:half]), integer(raw[half:]))
+    body = _short_integer(raw[:half]) + _short_integer(raw[half:])
+    return b"\x30" + bytes((len(body),)) + body
 
 
 RSA_ALGORITHM = sequence(tlv(0x06, bytes.fromhex("2a864886f70d010101")), b"\x05\x00")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,11 @@ _CURVES = (
     _Curve("P-384", bytes.fromhex("06052b81040022"), 97),
     _Curve("Ed25519", bytes.fromhex("06032b6570"), 32),
 )
-_CURVE_BY_SPEC = {KeySpec.EC_P256: _CURVES[0], KeySpec.EC_P384: _CURVES[1], KeySpec.ED25519: _CURVES[2]}
+_CURVE_BY_SPEC = {
+    KeySpec.EC_P256: _CURVES[0],
+    KeySpec.EC_P384: _CURVES[1],
+    KeySpec.ED25519: _CURVES[2],
+}
 # SoftHSM and some HSMs report Ed25519 parameters as the PrintableString "edwards25519".
 _ED25519_PRINTABLE = der.tlv(0x13, b"edwards25519")
 
@@ -87,8 +92,14 @@ SIGNING_CAPABILITIES = MechanismFlag.SIGN | MechanismFlag.VERIFY
 
 
 def check_label(label: str) -> str:
-    encoded = label.encode("utf-8")
-    if not label.strip() or len(encoded) > MAX_LABEL_BYTES or any(ord(c) < 0x20 for c in label):
+    try:
+        size = len(label.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, which json.loads lets through
+        size = 0
+    # Category Cc is C0, DEL and C1: U+009B, for one, starts a terminal escape sequence
+    # when a listing or an audit record is printed.
+    controls = any(unicodedata.category(c) == "Cc" for c in label)
+    if not label.strip() or not 0 < size <= MAX_LABEL_BYTES or controls:
         raise HsmInvalidRequestError(
             f"a key label must be 1–{MAX_LABEL_BYTES} bytes of UTF-8 without control characters"
         )
@@ -129,6 +140,10 @@ class KeyInfo:
         found = []
         if self.extractable:
             found.append("CKA_EXTRACTABLE is true: the key can leave the token")
+        elif not self.never_extractable:
+            # CKA_EXTRACTABLE may be switched off later; the key could have been wrapped
+            # out before that, and only CKA_NEVER_EXTRACTABLE remembers it.
+            found.append("CKA_NEVER_EXTRACTABLE is false: the key was extractable once or imported")
         if not self.always_sensitive:
             found.append("CKA_ALWAYS_SENSITIVE is false: the key was once exportable or imported")
         if not self.sensitive:
@@ -248,5 +263,7 @@ def describe(private: pkcs11.PrivateKey, public: pkcs11.PublicKey | None) -> Key
 
 
 def find_public(session: pkcs11.Session, key_id: bytes) -> pkcs11.PublicKey | None:
-    found = list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id}))
+    found = list(
+        session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id})
+    )
     return found[0] if len(found) == 1 else None  # type: ignore[return-value]

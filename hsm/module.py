@@ -36,6 +36,46 @@ class _InitializeArgs(ctypes.Structure):
     )
 
 
+class CallGate:
+    """Any number of calls at a time, or one exclusive section, never both.
+
+    A waiting exclusive section goes first: new calls wait behind it, so it cannot be
+    starved by a steady stream of short calls. Not re-entrant. Entering and leaving is
+    on every signature's path, so the common case takes the plain lock only.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._calls = 0
+        self._exclusive = False
+
+    def enter(self) -> None:
+        with self._lock:
+            while self._exclusive:
+                self._cond.wait()
+            self._calls += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._calls -= 1
+            if self._exclusive and not self._calls:
+                self._cond.notify_all()
+
+    def enter_exclusive(self) -> None:
+        with self._lock:
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            while self._calls:
+                self._cond.wait()
+
+    def leave_exclusive(self) -> None:
+        with self._lock:
+            self._exclusive = False
+            self._cond.notify_all()
+
+
 class Pkcs11Module:
     """One PKCS#11 module, loaded once per process, initialized for multi-threaded use."""
 
@@ -46,7 +86,7 @@ class Pkcs11Module:
         except pkcs11.PKCS11Error as ex:
             raise HsmConfigError(f"cannot load the PKCS#11 module {path}: {ex!r}") from ex
         self._raw = ctypes.CDLL(path)
-        self._lock = threading.Lock()
+        self._gate = CallGate()
         self.generation = 0
         """Incremented on every re-initialization; sessions of older generations are dead."""
         self.thread_safe = False
@@ -66,14 +106,32 @@ class Pkcs11Module:
         if rv != CKR_OK:
             raise HsmOperationError(f"C_Initialize failed with CKR 0x{rv:x}")
 
+    def enter(self) -> int:
+        """Start a sequence of calls into the module; return the generation it runs in.
+
+        SoftHSM's ``C_Finalize`` destroys the library's state while other threads may be
+        inside ``C_Sign`` on it, which crashes the process; so calls and
+        :meth:`reinitialize` exclude each other. Always pair with :meth:`leave`, and never
+        call :meth:`reinitialize` in between (it would wait for this very call).
+        """
+        self._gate.enter()
+        return self.generation
+
+    def leave(self) -> None:
+        self._gate.leave()
+
     def reinitialize(self) -> None:
         """Finalize and initialize again: every session is closed and slots are rescanned.
 
         Used to recover from a token that disappeared or was replaced underneath us.
+        Waits until no call entered through :meth:`enter` is still running.
         """
-        with self._lock:
+        self._gate.enter_exclusive()
+        try:
             self._initialize_with_locking()
             self.generation += 1
+        finally:
+            self._gate.leave_exclusive()
 
     def init_token(self, slot_id: int, *, label: str, so_pin: str) -> None:
         """``C_InitToken`` on a slot (python-pkcs11 does not wrap it)."""

@@ -18,6 +18,7 @@ reopen attempts are spaced by ``retry_interval``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -28,10 +29,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
+from pkcs11.types import VerifyMixin
 
 from hsm import der, metrics
 from hsm.config import HsmConfig, find_pkcs11_module
@@ -61,7 +63,7 @@ from hsm.keys import (
     public_key_der,
 )
 from hsm.module import Pkcs11Module, load_module
-from hsm.signing import HashAlg, SignScheme, prepare
+from hsm.signing import HashAlg, SignScheme, plan
 
 log = logging.getLogger("kyso.hsm")
 
@@ -162,11 +164,14 @@ class BlockingSessionPool:
         self._live = 0
         self._generation = -1
         self._recovering = False
+        self._waiting = 0
         self._closed = True
         self._down: HsmError | None = None
         self._last_attempt = 0.0
         self._recover_lock = threading.Lock()
         self._serial: threading.Lock | None = None
+        self._exclusive = False
+        self._exclusive_waiting = 0
         self._pin_key = secrets.token_bytes(32)
         self._rejected_pin: bytes | None = None
         metrics.register_pool(self)
@@ -188,13 +193,17 @@ class BlockingSessionPool:
             sessions, self._idle = self._idle, []
             self._live = 0
             self._cond.notify_all()
-        # Close the logged-in session last: C_Logout on it ends the login for all.
-        for s in sorted(sessions, key=lambda s: s.logged_in):
-            if self._module is not None and s.generation == self._module.generation:
-                try:
-                    s.handle.close()
-                except pkcs11.PKCS11Error:
-                    pass
+        if self._module is None:
+            return
+        generation = self._module.enter()
+        try:
+            # Close the logged-in session last: C_Logout on it ends the login for all.
+            for s in sorted(sessions, key=lambda s: s.logged_in):
+                if s.generation == generation:
+                    with contextlib.suppress(pkcs11.PKCS11Error):
+                        s.handle.close()
+        finally:
+            self._module.leave()
 
     def __enter__(self) -> BlockingSessionPool:
         self.open()
@@ -249,7 +258,9 @@ class BlockingSessionPool:
             session: pkcs11.Session = token.open(rw=True, user_pin=pin)
         except pkcs11.PinIncorrect:
             self._rejected_pin = fingerprint
-            raise HsmPinIncorrectError(f"the token {self._token_name} rejected the user PIN") from None
+            raise HsmPinIncorrectError(
+                f"the token {self._token_name} rejected the user PIN"
+            ) from None
         except pkcs11.PinLocked:
             raise HsmPinLockedError(f"the user PIN of token {self._token_name} is locked") from None
         except (pkcs11.PinExpired, pkcs11.PinInvalid, pkcs11.PinLenRange) as ex:
@@ -265,26 +276,32 @@ class BlockingSessionPool:
         """Reopen every session. Caller holds ``_recover_lock`` and no session is lent out."""
         module = self.module
         self._last_attempt = time.monotonic()
+        generation = module.generation
         try:
             if reinitialize:
                 module.reinitialize()
-            token = self._find_token()
-            first = self._login(token)
-            opened = [first] + [token.open(rw=True) for _ in range(self.config.pool_size - 1)]
+            generation = module.enter()
+            try:
+                token = self._find_token()
+                first = self._login(token)
+                opened = [first] + [token.open(rw=True) for _ in range(self.config.pool_size - 1)]
+            finally:
+                module.leave()
         except HsmError as ex:
+            # Remember the generation tried, so that the next attempt re-initialises again.
+            self._generation = generation
             self._down = ex
             metrics.RECOVERIES.labels(outcome=ex.code).inc()
             raise
         except pkcs11.PKCS11Error as ex:
+            self._generation = generation
             self._down = HsmUnavailableError(f"cannot open sessions on {self._token_name}: {ex!r}")
             metrics.RECOVERIES.labels(outcome=self._down.code).inc()
             raise self._down from ex
         self._token = token
         with self._cond:
-            self._generation = module.generation
-            self._idle = [
-                _Session(h, module.generation, logged_in=h is first) for h in opened
-            ]
+            self._generation = generation
+            self._idle = [_Session(h, generation, logged_in=h is first) for h in opened]
             self._live = len(opened)
             self._down = None
             self._cond.notify_all()
@@ -317,7 +334,11 @@ class BlockingSessionPool:
                 self._live = 0
             try:
                 log.warning("reopening HSM sessions on token %s", self._token_name)
-                self._reopen(reinitialize=True)
+                # When the module was re-initialised since our sessions were opened (by
+                # another pool, provisioning, an operator), that already killed them and
+                # rescanned the slots; doing it again would kill the other pools' new
+                # sessions, and two pools would keep re-initialising under each other.
+                self._reopen(reinitialize=self._generation == self.module.generation)
             finally:
                 with self._cond:
                     self._recovering = False
@@ -325,32 +346,66 @@ class BlockingSessionPool:
 
     # -- lending -------------------------------------------------------------------
 
-    def _acquire(self) -> _Session:
+    def _acquire(self, *, exclusive: bool = False) -> _Session:
+        """Lend a session; ``exclusive`` waits until the pool is idle and keeps it so."""
         deadline = time.monotonic() + self.config.acquire_timeout
         while True:
             with self._cond:
-                while True:
-                    if self._closed:
-                        raise HsmUnavailableError("the session pool is closed")
-                    if not self._recovering:
-                        if self._idle:
-                            return self._idle.pop()
-                        if self._live == 0:
-                            break  # the token is down: try to bring it back below
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise HsmUnavailableError(
-                            f"no HSM session became free within {self.config.acquire_timeout:g} s"
-                        )
-                    self._cond.wait(remaining)
+                woken = False
+                if exclusive:
+                    self._exclusive_waiting += 1
+                try:
+                    while True:
+                        if self._closed:
+                            raise HsmUnavailableError("the session pool is closed")
+                        if not (self._recovering or self._exclusive):
+                            # Callers already waiting go first: a caller that gives a session
+                            # back and asks again at once would otherwise win it every time,
+                            # and the waiting ones would time out while the pool is busy. A
+                            # waiting exclusive caller goes before everyone, or a steady
+                            # stream of signatures would never leave the pool idle.
+                            turn = woken or not self._waiting
+                            if exclusive:
+                                if self._idle and len(self._idle) == self._live:
+                                    self._exclusive = True
+                                    return self._idle.pop()
+                            elif self._idle and turn and not self._exclusive_waiting:
+                                return self._idle.pop()
+                            if self._live == 0:
+                                break  # the token is down: try to bring it back below
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise HsmUnavailableError(
+                                "no HSM session became free within "
+                                f"{self.config.acquire_timeout:g} s"
+                            )
+                        self._waiting += 1
+                        try:
+                            self._cond.wait(remaining)
+                        finally:
+                            self._waiting -= 1
+                        woken = True
+                finally:
+                    if exclusive:
+                        self._exclusive_waiting -= 1
+                        if not self._exclusive:
+                            # Gave up (or goes to recover): the callers it held back may go.
+                            self._cond.notify_all()
             self._recover(self._generation)
 
-    def _release(self, session: _Session) -> None:
+    def _release(self, session: _Session, *, exclusive: bool = False) -> None:
         with self._cond:
+            if exclusive:
+                self._exclusive = False
             # A session of an older generation died with its module; never close its
             # handle, the number may already belong to a new session.
             if session.generation == self._generation and not self._closed:
                 self._idle.append(session)
+            if exclusive or self._recovering or self._exclusive_waiting:
+                # The caller waiting for an idle pool (recovery, key generation) is among
+                # ordinary callers, who would swallow a single notify and keep waiting.
+                self._cond.notify_all()
+            else:
                 self._cond.notify()
 
     @property
@@ -361,50 +416,58 @@ class BlockingSessionPool:
     def sessions_open(self) -> int:
         return 0 if self._closed else self._live
 
-    def _run(self, operation: str, fn: Callable[[_Session], T]) -> T:
-        op_metrics = metrics.operation(operation)
+    def _run(self, operation: str, fn: Callable[[_Session], T], *, exclusive: bool = False) -> T:
+        """Run ``fn`` on a lent session; after a session/token failure reopen and retry once.
+
+        One flat function on purpose: this is the whole per-signature overhead of the pool.
+        """
         start = time.perf_counter()
         try:
-            result = self._attempt(operation, fn)
-        except HsmError as ex:
-            op_metrics.failed(ex.code)
-            raise
-        finally:
-            op_metrics.latency.observe(time.perf_counter() - start)
-        op_metrics.ok.inc()
-        return result
-
-    def _attempt(self, operation: str, fn: Callable[[_Session], T]) -> T:
-        """Run ``fn`` on a lent session; after a session/token failure reopen and retry once."""
-        for attempt in (1, 2):
-            session = self._acquire()
-            try:
-                if self._serial is None:
-                    result = fn(session)
-                else:
-                    with self._serial:
+            for attempt in (1, 2):
+                session = self._acquire(exclusive=exclusive)
+                module = self.module
+                generation = module.enter()
+                try:
+                    if session.generation != generation:
+                        # The module was re-initialised under this session: its handle
+                        # number (and its cached keys') may now belong to another pool's new
+                        # session on another token, so it must never reach the module again.
+                        raise pkcs11.SessionHandleInvalid("the module was re-initialised")
+                    if self._serial is None:
                         result = fn(session)
-            except RECOVERABLE as ex:
-                self._release(session)
-                log.warning("HSM %s failed (%s); reopening", operation, type(ex).__name__)
-                if attempt == 2:
-                    self._down = HsmUnavailableError(
-                        f"token {self._token_name} failed again after a reopen: {type(ex).__name__}"
-                    )
-                    raise self._down from ex
-                self._recover(session.generation)
-                continue
-            except pkcs11.PKCS11Error as ex:
-                self._release(session)
-                raise _translate(ex, operation) from ex
-            except BaseException:
-                self._release(session)
-                raise
-            self._release(session)
-            if self._down is not None:
-                self._down = None  # the token answers again
-            return result
-        raise AssertionError("unreachable")
+                    else:
+                        with self._serial:
+                            result = fn(session)
+                except RECOVERABLE as ex:
+                    module.leave()
+                    self._release(session, exclusive=exclusive)
+                    log.warning("HSM %s failed (%s); reopening", operation, type(ex).__name__)
+                    if attempt == 2:
+                        self._down = HsmUnavailableError(
+                            f"token {self._token_name} failed again after a reopen: "
+                            f"{type(ex).__name__}"
+                        )
+                        raise self._down from ex
+                    self._recover(session.generation)
+                    continue
+                except pkcs11.PKCS11Error as ex:
+                    module.leave()
+                    self._release(session, exclusive=exclusive)
+                    raise _translate(ex, operation) from ex
+                except BaseException:
+                    module.leave()
+                    self._release(session, exclusive=exclusive)
+                    raise
+                module.leave()
+                self._release(session, exclusive=exclusive)
+                if self._down is not None:
+                    self._down = None  # the token answers again
+                metrics.record(operation, "ok", time.perf_counter() - start)
+                return result
+            raise AssertionError("unreachable")
+        except HsmError as ex:
+            metrics.record(operation, ex.code, time.perf_counter() - start)
+            raise
 
     # -- operations ----------------------------------------------------------------
 
@@ -435,8 +498,8 @@ class BlockingSessionPool:
                 path=self.module.path,
                 manufacturer=lib.manufacturer_id,
                 description=lib.library_description,
-                library_version="%d.%d" % lib.library_version,
-                cryptoki_version="%d.%d" % lib.cryptoki_version,
+                library_version="{}.{}".format(*lib.library_version),
+                cryptoki_version="{}.{}".format(*lib.cryptoki_version),
                 thread_safe=self.module.thread_safe,
                 slots=tuple(slots),
                 mechanisms=tuple(mechanisms),
@@ -482,7 +545,10 @@ class BlockingSessionPool:
             private[Attribute.ID] = key_id
             return describe(private, public)
 
-        return self._run("generate", generate)
+        # SoftHSM writes a new key's object file while other threads may read the token's
+        # objects (a search, C_SignInit): generation then fails with CKR_GENERAL_ERROR and
+        # searches see a half-made key. So generation waits for the pool to be idle.
+        return self._run("generate", generate, exclusive=True)
 
     def list_keys(self) -> list[KeyInfo]:
         def list_(session: _Session) -> list[KeyInfo]:
@@ -491,7 +557,12 @@ class BlockingSessionPool:
             privates = list(session.handle.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
             for obj in privates:
                 key_id = bytes(obj[Attribute.ID] or b"")
-                found.append(describe(obj, find_public(session.handle, key_id) if key_id else None))
+                found.append(
+                    describe(
+                        cast(pkcs11.PrivateKey, obj),
+                        find_public(session.handle, key_id) if key_id else None,
+                    )
+                )
             return sorted(found, key=lambda k: (k.label, k.key_id))
 
         return self._run("list", list_)
@@ -504,7 +575,9 @@ class BlockingSessionPool:
     ) -> tuple[pkcs11.PrivateKey, pkcs11.PublicKey | None]:
         if not 1 <= len(key_id) <= 64:
             raise HsmInvalidRequestError("a key id is 1–64 bytes")
-        found = list(handle.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id}))
+        found = list(
+            handle.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key_id})
+        )
         if not found:
             raise HsmKeyNotFoundError(f"no private key with id {key_id.hex()} on the token")
         if len(found) > 1:
@@ -546,11 +619,11 @@ class BlockingSessionPool:
         session: _Session,
     ) -> bytes:
         private, key_type = self._signing_key(session, key_id)
-        op = prepare(key_type, scheme, payload, hash_alg)
-        signature: bytes = private.sign(
-            op.payload, mechanism=op.mechanism, mechanism_param=op.mechanism_param
+        how = plan(key_type, scheme, hash_alg)
+        signature: bytes = private.sign(  # type: ignore[attr-defined]
+            how.payload(payload), mechanism=how.mechanism, mechanism_param=how.mechanism_param
         )
-        return der.ecdsa_signature(signature) if op.der_ecdsa else signature
+        return der.ecdsa_signature(signature) if how.der_ecdsa else signature
 
     def selftest(self) -> list[SelfTestResult]:
         """Sign and verify (on the token) with every key; report refused keys."""
@@ -569,7 +642,11 @@ class BlockingSessionPool:
             if info.spec is KeySpec.ED25519:
                 signature = self.sign_message(info.key_id, payload)
             else:
-                scheme = SignScheme.RSA_PKCS1V15 if info.spec.key_type == KeyType.RSA else SignScheme.ECDSA
+                scheme = (
+                    SignScheme.RSA_PKCS1V15
+                    if info.spec.key_type == KeyType.RSA
+                    else SignScheme.ECDSA
+                )
                 signature = self.sign_digest(
                     info.key_id, payload, scheme=scheme, hash_alg=HashAlg.SHA256
                 )
@@ -582,9 +659,10 @@ class BlockingSessionPool:
 
 
 def _verify_on_token(info: KeyInfo, payload: bytes, signature: bytes, session: _Session) -> bool:
-    public = find_public(session.handle, info.key_id)
-    if public is None:
+    found = find_public(session.handle, info.key_id)
+    if found is None:
         return False
+    public = cast(VerifyMixin, found)
     if info.spec is KeySpec.ED25519:
         return bool(public.verify(payload, signature, mechanism=pkcs11.Mechanism.EDDSA))
     if info.spec is not None and info.spec.key_type == KeyType.RSA:

@@ -6,6 +6,8 @@ Done through the PKCS#11 API (``C_InitToken``, ``C_InitPIN``) rather than
 
 from __future__ import annotations
 
+from typing import Any
+
 import pkcs11
 from pkcs11 import TokenFlag
 
@@ -45,18 +47,16 @@ def provision_token(
     return _token_info(token), True
 
 
-def _find(lib: pkcs11.lib, label: str) -> pkcs11.Token | None:
-    tokens = list(lib.get_tokens(token_label=label))
+def _find(lib: Any, label: str) -> pkcs11.Token | None:
+    tokens: list[pkcs11.Token] = list(lib.get_tokens(token_label=label))
     if len(tokens) > 1:
         raise HsmConfigError(f"several tokens are labelled {label!r}")
     return tokens[0] if tokens else None
 
 
-def _free_slot(lib: pkcs11.lib) -> pkcs11.Slot | None:
-    for slot in lib.get_slots(token_present=True):
-        if not slot.get_token().flags & TokenFlag.TOKEN_INITIALIZED:
-            return slot
-    return None
+def _free_slot(lib: Any) -> pkcs11.Slot | None:
+    slots: list[pkcs11.Slot] = lib.get_slots(token_present=True)
+    return next((s for s in slots if not s.get_token().flags & TokenFlag.TOKEN_INITIALIZED), None)
 
 
 def _check_user_pin(token: pkcs11.Token, user_pin: str) -> None:

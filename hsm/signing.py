@@ -73,35 +73,58 @@ def default_scheme(info: KeyInfo) -> SignScheme:
 
 
 @dataclass(frozen=True)
-class Operation:
-    """A fully resolved signing call: what to send to C_Sign and how to post-process."""
+class Plan:
+    """How one (key type, scheme, hash) combination reaches C_Sign; built once, reused."""
 
     mechanism: Mechanism
     mechanism_param: Any
-    payload: bytes
+    prefix: bytes
+    """Bytes put before the payload (the DigestInfo header for PKCS#1 v1.5)."""
+    length: int | None
+    """Exact payload length (the digest size), or ``None`` for a message (Ed25519)."""
     der_ecdsa: bool
+    """Re-encode the token's ``r‖s`` output as DER."""
+    hash_name: str = ""
+    """The digest algorithm's name, for error messages."""
+
+    def payload(self, data: bytes) -> bytes:
+        if self.length is None:
+            if len(data) > MAX_MESSAGE_BYTES:
+                raise HsmInvalidRequestError(
+                    f"Ed25519 messages are limited to {MAX_MESSAGE_BYTES} bytes"
+                )
+        elif len(data) != self.length:
+            raise HsmInvalidRequestError(
+                f"a {self.hash_name} digest is {self.length} bytes, got {len(data)}"
+            )
+        return self.prefix + data if self.prefix else data
 
 
-def prepare(
-    key_type: KeyType, scheme: SignScheme, payload: bytes, hash_alg: HashAlg | None
-) -> Operation:
-    """Validate the request against the key and build the C_Sign input."""
+_plans: dict[tuple[KeyType, SignScheme, HashAlg | None], Plan] = {}
+
+
+def plan(key_type: KeyType, scheme: SignScheme, hash_alg: HashAlg | None) -> Plan:
+    """The C_Sign plan for a request, validated against the key type (cached)."""
+    found = _plans.get((key_type, scheme, hash_alg))
+    if found is None:
+        found = _plans[(key_type, scheme, hash_alg)] = _make_plan(key_type, scheme, hash_alg)
+    return found
+
+
+def _make_plan(key_type: KeyType, scheme: SignScheme, hash_alg: HashAlg | None) -> Plan:
     if _SCHEME_KEY_TYPE[scheme] != key_type:
         raise HsmInvalidRequestError(f"scheme {scheme.value} does not fit a {key_type.name} key")
     if scheme is SignScheme.ED25519:
         if hash_alg is not None:
             raise HsmInvalidRequestError("Ed25519 signs the message itself, not a digest")
-        if len(payload) > MAX_MESSAGE_BYTES:
-            raise HsmInvalidRequestError(f"Ed25519 messages are limited to {MAX_MESSAGE_BYTES} bytes")
-        return Operation(Mechanism.EDDSA, None, payload, der_ecdsa=False)
+        return Plan(Mechanism.EDDSA, None, b"", None, der_ecdsa=False)
     if hash_alg is None:
         raise HsmInvalidRequestError(f"scheme {scheme.value} needs the digest algorithm")
-    if len(payload) != hash_alg.digest_size:
-        raise HsmInvalidRequestError(
-            f"a {hash_alg.value} digest is {hash_alg.digest_size} bytes, got {len(payload)}"
-        )
+    size = hash_alg.digest_size
     if scheme is SignScheme.RSA_PKCS1V15:
-        return Operation(Mechanism.RSA_PKCS, None, hash_alg.digest_info_prefix + payload, False)
+        prefix = hash_alg.digest_info_prefix
+        return Plan(Mechanism.RSA_PKCS, None, prefix, size, False, hash_alg.value)
     if scheme is SignScheme.RSA_PSS:
-        return Operation(Mechanism.RSA_PKCS_PSS, _PSS_PARAMS[hash_alg], payload, der_ecdsa=False)
-    return Operation(Mechanism.ECDSA, None, payload, der_ecdsa=True)
+        pss = _PSS_PARAMS[hash_alg]
+        return Plan(Mechanism.RSA_PKCS_PSS, pss, b"", size, False, hash_alg.value)
+    return Plan(Mechanism.ECDSA, None, b"", size, True, hash_alg.value)

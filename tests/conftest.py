@@ -89,3 +89,91 @@ def pool(token: TestToken) -> Iterator[BlockingSessionPool]:
     """An open blocking pool on a fresh token."""
     with BlockingSessionPool(token.config()) as opened:
         yield opened
+
+
+# -- databases ------------------------------------------------------------------------
+
+POSTGRES_URL_ENV = "KYSO_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test run, dropped at the end.
+
+    The server comes from ``KYSO_TEST_POSTGRES_URL``. An unreachable server fails the
+    PostgreSQL tests (it does not skip them): the suite must run against both engines.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    server = make_url(os.environ.get(POSTGRES_URL_ENV) or DEFAULT_POSTGRES_URL)
+    name = f"kyso_test_{secrets.token_hex(6)}"
+    admin = create_engine(
+        server,
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 10},
+    )
+    reason = None
+    try:
+        with admin.connect() as connection:
+            connection.execute(
+                text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
+            )
+    except SQLAlchemyError as ex:
+        reason = str(getattr(ex, "orig", None) or ex).strip().splitlines()[0]
+    if reason is not None:
+        admin.dispose()
+        # Outside the except block so the report is this one line, not a chained traceback.
+        pytest.fail(
+            f"PostgreSQL test server unusable at {server.render_as_string(hide_password=True)}: "
+            f"{reason}. Start it (pg_ctlcluster 15 main start) or point {POSTGRES_URL_ENV} at "
+            "a server where this user may CREATE DATABASE.",
+            pytrace=False,
+        )
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The run's PostgreSQL database with an empty ``public`` schema for this test."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(postgres_database, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            # A connection leaked by an earlier test would block DROP SCHEMA.
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+    return postgres_database
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, once on SQLite (a file in ``tmp_path``) and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kyso-test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -1,0 +1,123 @@
+"""FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from hsm import HsmError, SessionPool
+from kyso import __version__, db
+from kyso.errors import KysoError
+from kyso.logs import configure_logging, new_request_id, request_id
+from kyso.routers import health
+from kyso.runtime import Runtime, audit_keys
+from kyso.settings import Settings, load_settings
+
+log = logging.getLogger("kyso")
+access_log = logging.getLogger("kyso.access")
+
+_HSM_STATUS = {
+    "hsm.key_not_found": 404,
+    "hsm.key_refused": 409,
+    "hsm.invalid_request": 422,
+    "hsm.unsupported": 422,
+    "hsm.operation_failed": 502,
+}
+"""HTTP status per stable error code; anything else from the HSM means 503 (try later)."""
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    settings.apply_softhsm_conf()
+    configure_logging(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.make_engine(settings.sqlalchemy_url)
+        if settings.migrate_on_start:
+            await run_in_threadpool(db.upgrade, engine)
+        pool = SessionPool(settings.hsm_config())
+        try:
+            await pool.open()
+            await audit_keys(pool)
+        except HsmError as ex:
+            # Stay up with /readyz red: the pool retries on the next readiness probe.
+            log.error("HSM not ready at start-up: %s", ex.message, extra={"code": ex.code})
+        app.state.runtime = Runtime(
+            settings=settings, engine=engine, sessions=db.session_factory(engine), hsm=pool
+        )
+        log.info(
+            "Kyso started",
+            extra={"database": db.describe_url(settings.sqlalchemy_url), "version": __version__},
+        )
+        try:
+            yield
+        finally:
+            await pool.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Kyso",
+        version=__version__,
+        description="Ký số: HSM-backed signing, PKI, verification and audit core.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def with_request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = new_request_id(request.headers.get("x-request-id"))
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        try:
+            try:
+                response = await call_next(request)
+            except Exception:
+                # A bug, not bad input: answer in the usual error shape with the request id
+                # so the log line can be found, and never leak the exception text.
+                log.exception("unhandled error", extra={"path": request.url.path})
+                response = JSONResponse(
+                    error_body("kyso.internal", "internal error; quote the request id"),
+                    status_code=500,
+                )
+            response.headers["X-Request-ID"] = rid
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                request.url.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                },
+            )
+            return response
+        finally:
+            request_id.reset(token)
+
+    @app.exception_handler(HsmError)
+    async def hsm_error(_request: Request, ex: HsmError) -> JSONResponse:
+        return JSONResponse(
+            error_body(ex.code, ex.message), status_code=_HSM_STATUS.get(ex.code, 503)
+        )
+
+    @app.exception_handler(KysoError)
+    async def kyso_error(_request: Request, ex: KysoError) -> JSONResponse:
+        log.error("%s", ex.message, extra={"code": ex.code})
+        return JSONResponse(error_body(ex.code, ex.message), status_code=503)
+
+    app.include_router(health.router)
+    return app

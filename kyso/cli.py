@@ -1,0 +1,352 @@
+"""The ``kyso`` command line.
+
+Errors print a one-line diagnosis and exit 1; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from hsm import (
+    BlockingSessionPool,
+    HashAlg,
+    HsmError,
+    KeyInfo,
+    KeySpec,
+    SignScheme,
+    default_scheme,
+)
+from kyso import __version__, db
+from kyso.errors import KysoError
+from kyso.runtime import report_key_problems
+from kyso.settings import Settings, load_settings
+from kyso.tables import hsm_keys
+
+app = typer.Typer(
+    help="Kyso (ký số): HSM-backed signing, PKI, verification and audit core.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+hsm_app = typer.Typer(help="PKCS#11 token: information, keys, self-test.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(hsm_app, name="hsm")
+
+T = TypeVar("T")
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+class _State:
+    debug = False
+    settings: Settings | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def main_callback(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    state.debug = debug
+
+
+def settings() -> Settings:
+    if state.settings is None:
+        state.settings = load_settings()
+        state.settings.apply_softhsm_conf()
+    return state.settings
+
+
+@contextmanager
+def open_pool() -> Iterator[BlockingSessionPool]:
+    with BlockingSessionPool(settings().hsm_config()) as pool:
+        yield pool
+
+
+def echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the Kyso version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (KYSO_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (KYSO_PORT).")] = None,
+) -> None:
+    """Run the HTTP service."""
+    import uvicorn
+
+    from kyso.app import create_app
+
+    current = settings()
+    uvicorn.run(
+        create_app(current),
+        host=host or current.host,
+        port=port or current.port,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def init() -> None:
+    """Idempotent set-up: migrate the database, open the token, audit its keys."""
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.upgrade(engine)
+        typer.echo(
+            f"database: {db.describe_url(current.sqlalchemy_url)} at revision "
+            f"{db.current_revision(engine)}"
+        )
+    finally:
+        engine.dispose()
+    with open_pool() as pool:
+        token = pool.token_info()
+        typer.echo(f"token: {token.label!r} serial {token.serial} ({token.model})")
+        keys = pool.list_keys()
+        refused = report_key_problems(keys)
+        typer.echo(f"keys: {len(keys)} on the token, {len(refused)} refused for signing")
+        for key in refused:
+            typer.echo(f"  refused {key.key_id.hex()} {key.label!r}: {'; '.join(key.problems)}")
+    typer.echo("ready")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations."""
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.upgrade(engine, revision)
+        typer.echo(f"database at revision {db.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@hsm_app.command("info")
+def hsm_info(as_json: JsonOption = False) -> None:
+    """Module, slots, tokens and mechanisms."""
+    with open_pool() as pool:
+        info = pool.module_info()
+        token = pool.token_info()
+    if as_json:
+        echo_json(
+            {
+                "module": info.path,
+                "manufacturer": info.manufacturer,
+                "description": info.description,
+                "library_version": info.library_version,
+                "cryptoki_version": info.cryptoki_version,
+                "thread_safe": info.thread_safe,
+                "token": vars(token) | {"flags": list(token.flags)},
+                "slots": [
+                    {
+                        "slot_id": s.slot_id,
+                        "description": s.description,
+                        "token": None
+                        if s.token is None
+                        else vars(s.token) | {"flags": list(s.token.flags)},
+                    }
+                    for s in info.slots
+                ],
+                "mechanisms": list(info.mechanisms),
+            }
+        )
+        return
+    typer.echo(f"module:      {info.path}")
+    typer.echo(f"library:     {info.manufacturer} — {info.description} {info.library_version}")
+    typer.echo(
+        f"cryptoki:    {info.cryptoki_version}, OS locking {'on' if info.thread_safe else 'off'}"
+    )
+    typer.echo(f"token:       {token.label!r} serial {token.serial} in slot {token.slot_id}")
+    typer.echo("slots:")
+    for slot in info.slots:
+        label = (
+            "(no token)"
+            if slot.token is None
+            else f"{slot.token.label!r} serial {slot.token.serial}"
+        )
+        typer.echo(f"  {slot.slot_id}: {label}")
+    typer.echo(f"mechanisms:  {', '.join(info.mechanisms)}")
+
+
+def _key_line(key: KeyInfo) -> str:
+    flags = ", ".join(
+        f"{name}={'yes' if value else 'no'}"
+        for name, value in (
+            ("sensitive", key.sensitive),
+            ("always_sensitive", key.always_sensitive),
+            ("extractable", key.extractable),
+            ("never_extractable", key.never_extractable),
+            ("local", key.local),
+            ("sign", key.sign),
+        )
+    )
+    spec = key.spec.value if key.spec else key.key_type
+    status = "usable" if key.usable else "REFUSED: " + "; ".join(key.problems)
+    return f"{key.key_id.hex()}  {spec:<9} {key.label!r}\n    {flags}\n    {status}"
+
+
+@hsm_app.command("keys")
+def hsm_keys_command(as_json: JsonOption = False) -> None:
+    """List the private keys on the token with their attributes."""
+    with open_pool() as pool:
+        keys = pool.list_keys()
+    if as_json:
+        echo_json(
+            [
+                k.as_dict() | {"public_key": k.public_key.hex() if k.public_key else None}
+                for k in keys
+            ]
+        )
+        return
+    if not keys:
+        typer.echo("no keys on the token")
+    for key in keys:
+        typer.echo(_key_line(key))
+
+
+@hsm_app.command("keygen")
+def hsm_keygen(
+    label: Annotated[str, typer.Option(help="Key label (UTF-8).")],
+    key_type: Annotated[KeySpec, typer.Option("--type", help="Key type.")] = KeySpec.EC_P256,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a non-extractable key pair on the token and record it."""
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            token = pool.token_info()
+            key = pool.generate_key(key_type, label=label)
+        assert key.public_key is not None
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    insert(hsm_keys).values(
+                        key_id=key.key_id.hex(),
+                        token_serial=token.serial,
+                        label=key.label,
+                        spec=key_type.value,
+                        public_key=key.public_key,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except SQLAlchemyError as ex:
+            raise KysoError(
+                f"key {key.key_id.hex()} was generated on the token but not recorded: "
+                f"{type(ex).__name__}"
+            ) from ex
+    finally:
+        engine.dispose()
+    if as_json:
+        echo_json(key.as_dict() | {"public_key": key.public_key.hex()})
+    else:
+        typer.echo(_key_line(key))
+
+
+def verify_independently(key: KeyInfo, pool: BlockingSessionPool) -> None:
+    """Sign with the token and verify with ``cryptography``; raises on a mismatch."""
+    assert key.public_key is not None
+    public = load_der_public_key(key.public_key)
+    digest = hashlib.sha256(b"kyso selftest " + key.key_id).digest()
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        public.verify(pool.sign_message(key.key_id, digest), digest)
+        return
+    scheme = default_scheme(key)
+    signature = pool.sign_digest(key.key_id, digest, scheme=scheme, hash_alg=HashAlg.SHA256)
+    prehashed = utils.Prehashed(hashes.SHA256())
+    if isinstance(public, rsa.RSAPublicKey):
+        public.verify(signature, digest, padding.PKCS1v15(), prehashed)
+        pss = pool.sign_digest(
+            key.key_id, digest, scheme=SignScheme.RSA_PSS, hash_alg=HashAlg.SHA256
+        )
+        public.verify(pss, digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), prehashed)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        public.verify(signature, digest, ec.ECDSA(prehashed))
+    else:
+        raise InvalidSignature("unsupported public key type")
+
+
+@hsm_app.command("selftest")
+def hsm_selftest(as_json: JsonOption = False) -> None:
+    """Sign and verify with every key; exit 1 on any refused key or failure."""
+    rows = []
+    with open_pool() as pool:
+        token = pool.token_info()
+        for result in pool.selftest():
+            ok, detail = result.ok, result.detail
+            if ok:
+                try:
+                    verify_independently(result.key, pool)
+                    detail = "signed; verified on the token and with cryptography"
+                except (InvalidSignature, HsmError) as ex:
+                    ok, detail = False, f"independent verification failed: {ex}"
+            rows.append((result.key, ok, detail))
+    failed = [r for r in rows if not r[1]]
+    if as_json:
+        echo_json(
+            {
+                "token": token.label,
+                "ok": not failed,
+                "keys": [k.as_dict() | {"ok": ok, "detail": d} for k, ok, d in rows],
+            }
+        )
+    else:
+        typer.echo(f"token {token.label!r}: {len(rows)} key(s), {len(failed)} problem(s)")
+        for key, ok, detail in rows:
+            typer.echo(f"  {'ok  ' if ok else 'FAIL'} {key.key_id.hex()} {key.label!r}: {detail}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _run_guarded(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except (HsmError, KysoError) as ex:
+        if state.debug:
+            traceback.print_exc()
+        typer.echo(f"error: {ex.diagnostics()}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as ex:
+        if state.debug:
+            traceback.print_exc()
+        typer.echo(f"error: database: {type(ex).__name__} [kyso.storage]", err=True)
+        sys.exit(1)
+    except Exception as ex:
+        if state.debug:
+            traceback.print_exc()
+        else:
+            typer.echo(f"error: internal error {type(ex).__name__}; rerun with --debug", err=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console entry point."""
+    state.debug = "--debug" in sys.argv[1:]
+    _run_guarded(lambda: app(standalone_mode=True))

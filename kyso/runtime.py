@@ -1,0 +1,41 @@
+"""What the running service holds: settings, database engine, HSM pool."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hsm import HsmError, KeyInfo, SessionPool
+from kyso.settings import Settings
+
+log = logging.getLogger("kyso")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    hsm: SessionPool
+
+
+def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:
+    """Log every key that must not sign (extractable or once exportable); return them."""
+    refused = [k for k in keys if k.problems]
+    for key in refused:
+        log.warning(
+            "HSM key refused for signing",
+            extra={"key_id": key.key_id.hex(), "label": key.label, "problems": list(key.problems)},
+        )
+    return refused
+
+
+async def audit_keys(pool: SessionPool) -> list[KeyInfo]:
+    try:
+        return report_key_problems(await pool.list_keys())
+    except HsmError as ex:
+        log.error("cannot list HSM keys: %s", ex.message, extra={"code": ex.code})
+        return []

@@ -1,0 +1,150 @@
+"""Settings: ``KYSO_*`` environment variables, then an optional ``kyso.toml``, then defaults.
+
+Built once by the app factory or the CLI entry point and passed down; never a module
+global. The user PIN is not a setting: it is read at login time from
+``KYSO_HSM_PIN`` or the PIN file, so it never sits in this object or its ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hsm import HsmConfig, PinSource
+from kyso.errors import SettingsError
+
+PIN_ENV_VAR = "KYSO_HSM_PIN"
+
+
+class Settings(BaseSettings):
+    """Every setting, its environment variable is ``KYSO_`` + the upper-case name."""
+
+    model_config = SettingsConfigDict(env_prefix="KYSO_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        Path("var"), description="Where the embedded token, secrets and SQLite live."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite at <data_dir>/kyso.db."
+    )
+    migrate_on_start: bool = Field(
+        True, description="Apply Alembic migrations when the service starts."
+    )
+    hsm_module: str | None = Field(
+        None, description="PKCS#11 module path; default: SoftHSM2, auto-detected."
+    )
+    hsm_token_label: str | None = Field(
+        None, description="Token label; default: <data_dir>/secrets/token-label."
+    )
+    hsm_token_serial: str | None = Field(None, description="Token serial (wins over the label).")
+    hsm_pin_file: Path | None = Field(
+        None, description="File holding the user PIN; default <data_dir>/secrets/user-pin."
+    )
+    hsm_pool_size: int = Field(4, ge=1, le=256, description="PKCS#11 sessions kept open.")
+    hsm_acquire_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds to wait for a free session before failing."
+    )
+    hsm_retry_interval: float = Field(
+        2.0, ge=0, le=300, description="Seconds between reopen attempts while the token is down."
+    )
+    softhsm_conf: Path | None = Field(
+        None,
+        description="SOFTHSM2_CONF for the embedded token; default "
+        "<data_dir>/softhsm/softhsm2.conf when it exists and SOFTHSM2_CONF is unset.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("KYSO_CONFIG", "kyso.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_path / "secrets"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_path / 'kyso.db'}"
+
+    def hsm_config(self) -> HsmConfig:
+        label = self.hsm_token_label
+        if not (label or self.hsm_token_serial):
+            label_file = self.secrets_dir / "token-label"
+            try:
+                label = label_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                raise SettingsError(
+                    "no HSM token configured: set KYSO_HSM_TOKEN_LABEL (or _SERIAL), or run "
+                    f"'make run' once to provision the embedded token ({label_file} is missing)"
+                ) from None
+        return HsmConfig(
+            module_path=self.hsm_module,
+            token_label=label,
+            token_serial=self.hsm_token_serial,
+            pin=PinSource(
+                env_var=PIN_ENV_VAR, file=self.hsm_pin_file or self.secrets_dir / "user-pin"
+            ),
+            pool_size=self.hsm_pool_size,
+            acquire_timeout=self.hsm_acquire_timeout,
+            retry_interval=self.hsm_retry_interval,
+        )
+
+    def apply_softhsm_conf(self) -> None:
+        """Point SoftHSM2 at the embedded token directory, before the module is loaded."""
+        conf = self.softhsm_conf
+        if conf is None:
+            if os.environ.get("SOFTHSM2_CONF"):
+                return
+            conf = self.data_path / "softhsm" / "softhsm2.conf"
+            if not conf.is_file():
+                return
+        os.environ["SOFTHSM2_CONF"] = str(conf.resolve())
+
+
+def load_settings(**overrides: object) -> Settings:
+    explicit = os.environ.get("KYSO_CONFIG")
+    if explicit and not Path(explicit).is_file():
+        raise SettingsError(f"KYSO_CONFIG names {explicit}, which is not a readable file")
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as ex:
+        # One line per the CLI's contract, and without pydantic's echo of the input values.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in ex.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+    except ValueError as ex:
+        raise SettingsError(f"invalid settings: {' '.join(str(ex).split())}") from None
