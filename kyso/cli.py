@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from hsm import (
@@ -32,6 +32,7 @@ from hsm import (
     default_scheme,
 )
 from kyso import __version__, db
+from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.errors import KysoError
 from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
@@ -111,7 +112,7 @@ def serve(
 
 @app.command()
 def init() -> None:
-    """Idempotent set-up: migrate the database, open the token, audit its keys."""
+    """Idempotent set-up: migrate the database, create the audit key, audit the token's keys."""
     current = settings()
     engine = db.make_engine(current.sqlalchemy_url)
     try:
@@ -120,16 +121,26 @@ def init() -> None:
             f"database: {db.describe_url(current.sqlalchemy_url)} at revision "
             f"{db.current_revision(engine)}"
         )
+        with open_pool() as pool:
+            token = pool.token_info()
+            typer.echo(f"token: {token.label!r} serial {token.serial} ({token.model})")
+            audit_key, created = ensure_audit_key(pool)
+            if created:
+                record_key(engine, token.serial, audit_key)
+            signer = HsmNoteSigner(pool, audit_key, current.audit_origin)
+            state = "created" if created else "present"
+            assert audit_key.spec is not None
+            typer.echo(
+                f"audit key: {audit_key.key_id.hex()} ({audit_key.spec.value}) {state}; "
+                f"verifier key: {signer.vkey()}"
+            )
+            keys = pool.list_keys()
+            refused = report_key_problems(keys)
+            typer.echo(f"keys: {len(keys)} on the token, {len(refused)} refused for signing")
+            for key in refused:
+                typer.echo(f"  refused {key.key_id.hex()} {key.label!r}: {'; '.join(key.problems)}")
     finally:
         engine.dispose()
-    with open_pool() as pool:
-        token = pool.token_info()
-        typer.echo(f"token: {token.label!r} serial {token.serial} ({token.model})")
-        keys = pool.list_keys()
-        refused = report_key_problems(keys)
-        typer.echo(f"keys: {len(keys)} on the token, {len(refused)} refused for signing")
-        for key in refused:
-            typer.echo(f"  refused {key.key_id.hex()} {key.label!r}: {'; '.join(key.problems)}")
     typer.echo("ready")
 
 
@@ -230,6 +241,29 @@ def hsm_keys_command(as_json: JsonOption = False) -> None:
         typer.echo(_key_line(key))
 
 
+def record_key(engine: Engine, token_serial: str, key: KeyInfo) -> None:
+    """Record a key Kyso generated; the token stays the source of truth."""
+    assert key.public_key is not None
+    assert key.spec is not None
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(hsm_keys).values(
+                    key_id=key.key_id.hex(),
+                    token_serial=token_serial,
+                    label=key.label,
+                    spec=key.spec.value,
+                    public_key=key.public_key,
+                    created_at=datetime.now(UTC),
+                )
+            )
+    except SQLAlchemyError as ex:
+        raise KysoError(
+            f"key {key.key_id.hex()} was generated on the token but not recorded: "
+            f"{type(ex).__name__}"
+        ) from ex
+
+
 @hsm_app.command("keygen")
 def hsm_keygen(
     label: Annotated[str, typer.Option(help="Key label (UTF-8).")],
@@ -244,26 +278,10 @@ def hsm_keygen(
         with open_pool() as pool:
             token = pool.token_info()
             key = pool.generate_key(key_type, label=label)
-        assert key.public_key is not None
-        try:
-            with engine.begin() as connection:
-                connection.execute(
-                    insert(hsm_keys).values(
-                        key_id=key.key_id.hex(),
-                        token_serial=token.serial,
-                        label=key.label,
-                        spec=key_type.value,
-                        public_key=key.public_key,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-        except SQLAlchemyError as ex:
-            raise KysoError(
-                f"key {key.key_id.hex()} was generated on the token but not recorded: "
-                f"{type(ex).__name__}"
-            ) from ex
+        record_key(engine, token.serial, key)
     finally:
         engine.dispose()
+    assert key.public_key is not None
     if as_json:
         echo_json(key.as_dict() | {"public_key": key.public_key.hex()})
     else:

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         "INFO", description="Log level."
     )
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    audit_origin: str = Field(
+        "kyso.local/audit",
+        min_length=1,
+        max_length=200,
+        description="Origin line of the audit log's checkpoints; also the checkpoint key name.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,11 +20,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import Attribute, KeyType
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from audit.errors import NoteError
+from audit.merkle import EMPTY_ROOT
+from audit.note import Checkpoint, NoteVerifier, open_checkpoint, sign_checkpoint
 from hsm import BlockingSessionPool, KeySpec, find_pkcs11_module
 from hsm.module import load_module
 from kyso import __version__, db
+from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.tables import hsm_keys
 from tests.conftest import TestToken
 
@@ -133,18 +138,45 @@ def test_help_lists_every_command(kyso: Kyso):
 
 
 def test_init_is_idempotent(kyso_db: Kyso, token: TestToken, database_url: str):
-    for _ in range(2):
+    outputs = []
+    for state in ("created", "present"):
         result = kyso_db.ok("init")
+        outputs.append(result.stdout)
         lines = result.stdout.splitlines()
         assert lines[-1] == "ready"
         assert f"at revision {db.head_revision()}" in lines[0]
         assert f"{token.label!r} serial {token.serial}" in result.stdout
-        assert "keys: 0 on the token, 0 refused for signing" in result.stdout
+        assert re.search(rf"audit key: [0-9a-f]{{40}} \(ed25519\) {state}", result.stdout)
+        # The audit checkpoint key is the only key; a second run does not add one.
+        assert "keys: 1 on the token, 0 refused for signing" in result.stdout
+    vkeys = [re.search(r"verifier key: (\S+)", out).group(1) for out in outputs]  # type: ignore[union-attr]
+    assert vkeys[0] == vkeys[1]
+    assert vkeys[0].startswith("kyso.local/audit+")
     engine = db.make_engine(database_url)
     try:
         assert db.check(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT label, spec FROM hsm_keys")).all()
+        assert [tuple(r) for r in rows] == [("kyso-audit-checkpoints", "ed25519")]
     finally:
         engine.dispose()
+
+
+def test_the_audit_key_signs_checkpoints_an_auditor_verifies(token: TestToken):
+    with BlockingSessionPool(token.config()) as pool:
+        key, created = ensure_audit_key(pool)
+        assert created
+        assert ensure_audit_key(pool) == (key, False)
+        signer = HsmNoteSigner(pool, key, "kyso.test/audit")
+        note = sign_checkpoint(
+            Checkpoint(origin="kyso.test/audit", size=0, root_hash=EMPTY_ROOT), [signer]
+        )
+    # The auditor has the verifier key text only.
+    verified = open_checkpoint(note, [NoteVerifier.from_vkey(signer.vkey())])
+    assert verified.checkpoint.size == 0
+    tampered = note.replace("\n0\n", "\n1\n", 1)
+    with pytest.raises(NoteError, match="signature"):
+        open_checkpoint(tampered, [NoteVerifier.from_vkey(signer.vkey())])
 
 
 def test_init_reports_the_database_without_its_password(kyso: Kyso):
@@ -353,7 +385,8 @@ def test_selftest_fails_on_an_extractable_key(kyso: Kyso, token: TestToken):
     assert by_label["good"]["key_id"] == good
 
     init = kyso.ok("init")
-    assert "keys: 2 on the token, 1 refused for signing" in init.stdout
+    # The good key, the refused one, and the audit key init creates.
+    assert "keys: 3 on the token, 1 refused for signing" in init.stdout
     assert f"refused {LEAKY_ID.hex()} 'leaky'" in init.stdout
 
 
