@@ -23,7 +23,7 @@ TEST_PACKAGES := softhsm2 openssl
 help:
 	@echo "make run    set up (venv, SoftHSM2, token, database) and serve on http://127.0.0.1:8000"
 	@echo "make test   set up, then ruff, mypy, import-linter and pytest (SQLite and PostgreSQL)"
-	@echo "make bench  HSM signing benchmark: raw python-pkcs11 against the session pool"
+	@echo "make bench  benchmarks: HSM signing (raw python-pkcs11 against the pool), audit log"
 
 run: setup
 	$(BIN)/kyso serve
@@ -32,8 +32,9 @@ test: APT_PACKAGES = $(TEST_PACKAGES)
 test: setup postgres lint
 	$(BIN)/pytest
 
-bench: setup
+bench: setup postgres
 	$(BIN)/python -m bench.hsm_bench
+	$(BIN)/python -m bench.audit_bench
 
 lint: venv
 	$(BIN)/ruff check .

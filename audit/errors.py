@@ -172,3 +172,42 @@ class NoteError(AuditError):
         }.get(self.reason)
         base = super().diagnostics()
         return f"{base}. {hint}" if hint else base
+
+
+class LogFailure(enum.Enum):
+    """Why the stored log refused a request or an operation; the value is the stable code."""
+
+    INCONSISTENT = "audit.inconsistent"
+    """The stored tree does not extend the last signed checkpoint; nothing was signed."""
+
+    BEYOND_LOG = "audit.log.beyond_size"
+    """A tree size, leaf index or entry range reaches past what the log has sequenced."""
+
+    BAD_RANGE = "audit.log.bad_range"
+    """An entry range is empty, reversed, negative or longer than one page."""
+
+    NO_SIGNER = "audit.log.no_signer"
+    """A checkpoint was asked of a log that was built without a note signer."""
+
+    STORAGE = "audit.log.storage"
+    """The database refused or lost a read or write of the log."""
+
+
+class LogError(AuditError):
+    """The stored audit log refused a request or failed; ``reason`` says why."""
+
+    def __init__(self, message: str, *, reason: LogFailure) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = reason.value
+
+    def diagnostics(self) -> str:
+        base = super().diagnostics()
+        if self.reason is LogFailure.INCONSISTENT:
+            return (
+                f"{base}. The stored tree was altered after a checkpoint was signed, or the "
+                "database was restored from an older copy. Do not sign anything: run "
+                "'verify_database' to locate the first bad index and keep the database as "
+                "evidence."
+            )
+        return base

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,10 +12,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from audit import AuditError
 from hsm import HsmError, SessionPool
 from kyso import __version__, db
+from kyso.audit_service import checkpoint_forever, open_audit_log, publish, sequence_forever
 from kyso.errors import KysoError
 from kyso.logs import configure_logging, new_request_id, request_id
+from kyso.routers import audit as audit_routes
 from kyso.routers import health
 from kyso.runtime import Runtime, audit_keys
 from kyso.settings import Settings, load_settings
@@ -22,14 +26,25 @@ from kyso.settings import Settings, load_settings
 log = logging.getLogger("kyso")
 access_log = logging.getLogger("kyso.access")
 
-_HSM_STATUS = {
+_STATUS = {
     "hsm.key_not_found": 404,
     "hsm.key_refused": 409,
     "hsm.invalid_request": 422,
     "hsm.unsupported": 422,
     "hsm.operation_failed": 502,
+    "audit.forbidden": 403,
+    "audit.log.bad_range": 422,
+    "audit.log.beyond_size": 422,
+    "audit.inconsistent": 500,
 }
-"""HTTP status per stable error code; anything else from the HSM means 503 (try later)."""
+"""HTTP status per stable error code, for every error root; ``audit.proof.*`` (a request
+the tree cannot answer) is 422, and anything else means 503 (try later)."""
+
+
+def status_for(code: str) -> int:
+    if code.startswith("audit.proof."):
+        return 422
+    return _STATUS.get(code, 503)
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -53,9 +68,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except HsmError as ex:
             # Stay up with /readyz red: the pool retries on the next readiness probe.
             log.error("HSM not ready at start-up: %s", ex.message, extra={"code": ex.code})
+        audit_log, vkey = await run_in_threadpool(open_audit_log, settings, engine, pool.blocking)
         app.state.runtime = Runtime(
-            settings=settings, engine=engine, sessions=db.session_factory(engine), hsm=pool
+            settings=settings,
+            engine=engine,
+            sessions=db.session_factory(engine),
+            hsm=pool,
+            audit=audit_log,
+            audit_vkey=vkey,
         )
+        tasks = [
+            asyncio.create_task(sequence_forever(audit_log, settings.audit_sequence_interval)),
+            asyncio.create_task(checkpoint_forever(audit_log, settings.audit_checkpoint_interval)),
+        ]
         log.info(
             "Kyso started",
             extra={"database": db.describe_url(settings.sqlalchemy_url), "version": __version__},
@@ -63,6 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Sign what was admitted before stopping, so no event waits for the next start.
+            await publish(audit_log)
             await pool.close()
             engine.dispose()
 
@@ -110,14 +140,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(HsmError)
     async def hsm_error(_request: Request, ex: HsmError) -> JSONResponse:
-        return JSONResponse(
-            error_body(ex.code, ex.message), status_code=_HSM_STATUS.get(ex.code, 503)
-        )
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
 
     @app.exception_handler(KysoError)
     async def kyso_error(_request: Request, ex: KysoError) -> JSONResponse:
         log.error("%s", ex.message, extra={"code": ex.code})
-        return JSONResponse(error_body(ex.code, ex.message), status_code=503)
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
+
+    @app.exception_handler(AuditError)
+    async def audit_error(_request: Request, ex: AuditError) -> JSONResponse:
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
 
     app.include_router(health.router)
+    app.include_router(audit_routes.router)
     return app

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -22,6 +23,10 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from audit import AuditError, merkle
+from audit.log import AuditLog
+from audit.note import NoteVerifier
+from audit.verify import VerificationReport, export, verify_export
 from hsm import (
     BlockingSessionPool,
     HashAlg,
@@ -32,6 +37,7 @@ from hsm import (
     default_scheme,
 )
 from kyso import __version__, db
+from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.errors import KysoError
 from kyso.runtime import report_key_problems
@@ -46,7 +52,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 hsm_app = typer.Typer(help="PKCS#11 token: information, keys, self-test.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+audit_app = typer.Typer(help="The audit log: export, verify, tail, proofs.", no_args_is_help=True)
 app.add_typer(hsm_app, name="hsm")
+app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -257,6 +265,8 @@ def record_key(engine: Engine, token_serial: str, key: KeyInfo) -> None:
                     created_at=datetime.now(UTC),
                 )
             )
+            # Same transaction: the key is recorded with its audit event or not at all.
+            record_key_generated(connection, key)
     except SQLAlchemyError as ex:
         raise KysoError(
             f"key {key.key_id.hex()} was generated on the token but not recorded: "
@@ -343,10 +353,128 @@ def hsm_selftest(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+@contextmanager
+def open_audit() -> Iterator[tuple[AuditLog, str | None]]:
+    """The audit log with its HSM signer (if the key exists), for one CLI command."""
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            yield open_audit_log(current, engine, pool)
+    finally:
+        engine.dispose()
+
+
+def _print_report(report: VerificationReport) -> None:
+    if report.ok:
+        typer.echo(
+            f"ok: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints "
+            f"verified (tree size {report.tree_size})"
+        )
+        return
+    where = "" if report.first_bad_index is None else f" at index {report.first_bad_index}"
+    typer.echo(f"FAILED{where}: {report.message} [{report.code}]")
+    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sequence what is pending and sign a checkpoint now (if the log grew)."""
+    with open_audit() as (audit, _vkey):
+        note = audit.publish_checkpoint()
+        latest = audit.latest_checkpoint()
+    if note is None:
+        typer.echo("the log did not grow since the last checkpoint")
+    if latest is not None:
+        typer.echo(latest.note, nl=False)
+
+
+@audit_app.command("export")
+def audit_export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write (created if missing).")],
+) -> None:
+    """Write entries, checkpoints and the verifier key as plain files for offline audit."""
+    with open_audit() as (audit, vkey):
+        audit.sequence()
+        count = export(audit, directory, vkey=vkey)
+    typer.echo(f"exported {count} entries to {directory}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    export_dir: Annotated[
+        Path | None, typer.Option("--export", help="Verify an export folder, offline.")
+    ] = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(help="Verifier key text or a file holding it (default: the token's key)."),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Also parse every leaf as an event.")] = False,
+) -> None:
+    """Recompute the tree, check every checkpoint signature and their consistency; exit 0
+    only if everything holds, else print the first bad index and why."""
+    if vkey is not None and Path(vkey).is_file():
+        vkey = Path(vkey).read_text(encoding="utf-8").strip()
+    if export_dir is not None:
+        # Offline: no database and no HSM; the verifier key must come from the auditor.
+        _print_report(verify_export(export_dir, vkey, strict=strict))
+        return
+    with open_audit() as (audit, token_vkey):
+        key = vkey or token_vkey
+        if key is None:
+            raise KysoError("no verifier key: pass --vkey or run 'kyso init'")
+        report = audit.verify_database([NoteVerifier.from_vkey(key)], strict=strict)
+    _print_report(report)
+
+
+@audit_app.command("tail")
+def audit_tail(
+    count: Annotated[int, typer.Option("-n", min=1, max=1000, help="How many entries.")] = 20,
+) -> None:
+    """Print the last entries (index and canonical JSON)."""
+    with open_audit() as (audit, _vkey):
+        audit.sequence()
+        size = audit.size()
+        found = audit.entries(max(0, size - count), size) if size else []
+    for entry in found:
+        typer.echo(f"{entry.index}\t{entry.leaf.decode('utf-8')}")
+
+
+@audit_app.command("proof")
+def audit_proof(
+    index: Annotated[int, typer.Argument(min=0, help="Entry index.")],
+    size: Annotated[
+        int | None, typer.Option(help="Tree size (default: the latest checkpoint's).")
+    ] = None,
+) -> None:
+    """Inclusion proof of an entry against a checkpoint, verified before printing."""
+    with open_audit() as (audit, _vkey):
+        latest = audit.latest_checkpoint()
+        if size is None:
+            if latest is None:
+                raise KysoError("no checkpoint yet: run 'kyso audit checkpoint' or pass --size")
+            size = latest.size
+        proof = audit.inclusion_proof(index, size)
+        root = audit.root(size)
+        entry = audit.entries(index, index + 1)[0]
+    merkle.verify_inclusion(merkle.leaf_hash(entry.leaf), index, size, proof, root)
+    echo_json(
+        {
+            "index": index,
+            "size": size,
+            "leaf_hash": merkle.leaf_hash(entry.leaf).hex(),
+            "root_hash": root.hex(),
+            "hashes": [h.hex() for h in proof],
+            "checkpoint": latest.note if latest is not None and latest.size == size else None,
+        }
+    )
+
+
 def _run_guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except (HsmError, KysoError) as ex:
+    except (HsmError, KysoError, AuditError) as ex:
         if state.debug:
             traceback.print_exc()
         typer.echo(f"error: {ex.diagnostics()}", err=True)

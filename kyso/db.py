@@ -39,7 +39,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers proceed while one writer commits; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk when it returns, so an audit event that was committed
+    # before a signed document was handed out survives a power loss too.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.log import AuditLog
 from hsm import HsmError, KeyInfo, SessionPool
 from kyso.settings import Settings
 
@@ -20,6 +21,10 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     hsm: SessionPool
+    audit: AuditLog | None = None
+    """The audit log (``None`` only if it could not be opened)."""
+    audit_vkey: str | None = None
+    """Verifier key of the checkpoint key, when the token has one."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

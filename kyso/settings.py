@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         max_length=200,
         description="Origin line of the audit log's checkpoints; also the checkpoint key name.",
     )
+    audit_checkpoint_interval: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between audit checkpoints when the log grew."
+    )
+    audit_sequence_interval: float = Field(
+        0.2, gt=0, le=60, description="Seconds between sequencing passes of the audit log."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from alembic import context
 
-from kyso.tables import metadata
+from audit.store import metadata as audit_metadata
+from kyso.tables import metadata as kyso_metadata
 
 engine = context.config.attributes["engine"]
 
 with engine.begin() as connection:
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=[kyso_metadata, audit_metadata], render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()

@@ -3,12 +3,20 @@ from the working directory, and the logging set-up restored after each test."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.conftest import TestToken
 
 _LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
 
@@ -42,3 +50,57 @@ def restored_logging() -> Iterator[None]:
         logger.setLevel(level)
         logger.propagate = propagate
         logger.disabled = disabled
+
+
+KYSO = shutil.which("kyso", path=str(Path(sys.executable).parent)) or shutil.which("kyso")
+"""The console script installed next to the interpreter running the tests."""
+
+
+@dataclass
+class Kyso:
+    """Runs ``kyso`` with an environment pointing at one test token and data dir."""
+
+    env: dict[str, str]
+    cwd: Path
+    timeout: float = 60.0
+
+    def __call__(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        assert KYSO, "the kyso console script is not installed next to the interpreter"
+        return subprocess.run(
+            [KYSO, *args],
+            env=self.env | extra_env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=self.timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        result = self(*args, **extra_env)
+        assert result.returncode == 0, f"kyso {' '.join(args)}: {result.stderr}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json").stdout)
+
+
+@pytest.fixture
+def kyso(token: TestToken, tmp_path: Path) -> Kyso:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYSO_")}
+    env |= {
+        "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"],
+        "KYSO_DATA_DIR": str(tmp_path / "data"),
+        "KYSO_HSM_TOKEN_LABEL": token.label,
+        "KYSO_HSM_PIN_FILE": str(token.pin_file),
+        "PYTHONIOENCODING": "utf-8",
+    }
+    return Kyso(env=env, cwd=tmp_path)
+
+
+@pytest.fixture
+def kyso_db(kyso: Kyso, database_url: str) -> Kyso:
+    """``kyso`` on SQLite and on PostgreSQL."""
+    kyso.env["KYSO_DATABASE_URL"] = database_url
+    return kyso

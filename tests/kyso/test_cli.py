@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,60 +27,10 @@ from kyso import __version__, db
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.tables import hsm_keys
 from tests.conftest import TestToken
+from tests.kyso.conftest import KYSO, Kyso
 
-KYSO = shutil.which("kyso", path=str(Path(sys.executable).parent)) or shutil.which("kyso")
 VIETNAMESE_LABEL = "Nguyễn Văn An"
 LEAKY_ID = b"\x01leaky"
-
-
-@dataclass
-class Kyso:
-    """Runs ``kyso`` with an environment pointing at one test token and data dir."""
-
-    env: dict[str, str]
-    cwd: Path
-    timeout: float = 60.0
-
-    def __call__(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        assert KYSO, "the kyso console script is not installed next to the interpreter"
-        return subprocess.run(
-            [KYSO, *args],
-            env=self.env | extra_env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=self.timeout,
-            check=False,
-        )
-
-    def ok(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        result = self(*args, **extra_env)
-        assert result.returncode == 0, f"kyso {' '.join(args)}: {result.stderr}"
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json").stdout)
-
-
-@pytest.fixture
-def kyso(token: TestToken, tmp_path: Path) -> Kyso:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYSO_")}
-    env |= {
-        "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"],
-        "KYSO_DATA_DIR": str(tmp_path / "data"),
-        "KYSO_HSM_TOKEN_LABEL": token.label,
-        "KYSO_HSM_PIN_FILE": str(token.pin_file),
-        "PYTHONIOENCODING": "utf-8",
-    }
-    return Kyso(env=env, cwd=tmp_path)
-
-
-@pytest.fixture
-def kyso_db(kyso: Kyso, database_url: str) -> Kyso:
-    """``kyso`` on SQLite and on PostgreSQL."""
-    kyso.env["KYSO_DATABASE_URL"] = database_url
-    return kyso
 
 
 def _make_keys(token: TestToken, *specs: tuple[KeySpec, str]) -> list[str]:

@@ -1,0 +1,141 @@
+"""The audit log inside the service: events from key generation, the sequencer and
+checkpoint loops, the read-only HTTP endpoints, and the CLI commands around them."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from audit import merkle
+from audit.note import NoteVerifier, open_checkpoint
+from hsm import BlockingSessionPool
+from kyso import db
+from kyso.app import create_app
+from kyso.audit_signer import ensure_audit_key
+from kyso.settings import Settings
+from tests.conftest import TestToken
+from tests.kyso.conftest import Kyso
+
+
+@pytest.fixture
+def settings(token: TestToken, tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        hsm_token_label=token.label,
+        hsm_pin_file=token.pin_file,
+        hsm_acquire_timeout=2,
+        hsm_retry_interval=0,
+        audit_sequence_interval=0.05,
+        audit_checkpoint_interval=3600,
+        audit_origin="kyso.test/audit",
+    )
+
+
+def _with_audit_key(token: TestToken) -> None:
+    with BlockingSessionPool(token.config(pool_size=1)) as pool:
+        ensure_audit_key(pool)
+
+
+def test_keygen_events_are_logged_and_provable_over_http(
+    kyso_db: Kyso, token: TestToken, settings: Settings
+):
+    kyso_db.env["KYSO_AUDIT_ORIGIN"] = settings.audit_origin
+    kyso_db.ok("init")
+    kyso_db.ok("hsm", "keygen", "--type", "ec-p256", "--label", "Nguyễn Văn An")
+    note = kyso_db.ok("audit", "checkpoint").stdout
+    # init's audit key and the officer key: two key.generated events.
+    assert note.split("\n")[1] == "2"
+
+    with TestClient(create_app(settings)) as client:
+        vkey = client.get("/audit/public-key").text.strip()
+        verifier = NoteVerifier.from_vkey(vkey)
+        checkpoint = client.get("/audit/checkpoint")
+        assert checkpoint.status_code == 200
+        verified = open_checkpoint(checkpoint.text, [verifier], origin=settings.audit_origin)
+        size = verified.checkpoint.size
+        assert size == 2
+
+        entries = client.get("/audit/entries", params={"start": 0, "end": 2}).json()["entries"]
+        assert [e["index"] for e in entries] == [0, 1]
+        assert '"action":"key.generated"' in entries[1]["leaf"]
+        assert "Nguyễn Văn An" in entries[1]["leaf"]
+        leaf = base64.b64decode(entries[1]["leaf_b64"])
+
+        by_hash = client.get(
+            "/audit/proof/inclusion",
+            params={"leaf_hash": merkle.leaf_hash(leaf).hex(), "size": size},
+        ).json()
+        assert by_hash["index"] == 1
+        proof = [base64.b64decode(h) for h in by_hash["hashes"]]
+        merkle.verify_inclusion(
+            merkle.leaf_hash(leaf), 1, size, proof, verified.checkpoint.root_hash
+        )
+
+        consistency = client.get("/audit/proof/consistency", params={"first": 1, "second": 2})
+        assert consistency.status_code == 200
+
+        bad = client.get("/audit/proof/inclusion", params={"index": 5, "size": 2})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["code"].startswith("audit.")
+        beyond = client.get("/audit/proof/consistency", params={"first": 1, "second": 99})
+        assert beyond.status_code == 422
+
+
+def test_the_service_sequences_and_signs_on_shutdown(token: TestToken, settings: Settings):
+    _with_audit_key(token)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/audit/checkpoint").status_code == 404
+    # Nothing was admitted: still no checkpoint, and the key is served.
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/audit/public-key").text.startswith("kyso.test/audit+")
+
+
+def test_cli_export_and_offline_verify(kyso_db: Kyso, tmp_path: Path):
+    kyso_db.ok("init")
+    for n in range(3):
+        kyso_db.ok("hsm", "keygen", "--type", "ed25519", "--label", f"khóa {n}")
+    kyso_db.ok("audit", "checkpoint")
+    vkey = kyso_db.ok("audit", "verify").stdout
+    assert vkey.startswith("ok: 4 entries, 1 checkpoints")
+
+    out = tmp_path / "export"
+    assert "exported 4 entries" in kyso_db.ok("audit", "export", str(out)).stdout
+    key_text = (out / "public-key.vkey").read_text().strip()
+    offline = kyso_db.ok("audit", "verify", "--export", str(out), "--vkey", key_text)
+    assert offline.stdout.startswith("ok: 4 entries")
+
+    # An entry edited in the export: exit 1, the bad index or range and a reason code.
+    lines = (out / "entries.jsonl").read_bytes().split(b"\n")
+    lines[2] = lines[2].replace("khóa 1".encode(), "khóa X".encode())
+    (out / "entries.jsonl").write_bytes(b"\n".join(lines))
+    tampered = kyso_db("audit", "verify", "--export", str(out), "--vkey", key_text)
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith("FAILED at index")
+    assert "[audit.verify." in tampered.stdout
+
+    tail = kyso_db.ok("audit", "tail", "-n", "2").stdout.splitlines()
+    assert [line.split("\t")[0] for line in tail] == ["2", "3"]
+    proof = kyso_db.ok("audit", "proof", "1").stdout
+    assert '"index": 1' in proof
+    assert '"size": 4' in proof
+
+
+def test_audit_endpoints_refuse_remote_clients(token: TestToken, settings: Settings):
+    _with_audit_key(token)
+    with TestClient(create_app(settings), client=("203.0.113.9", 50000)) as client:
+        response = client.get("/audit/public-key")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "audit.forbidden"
+
+
+def test_database_engine_is_at_the_audit_revision(database_url: str):
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(engine)
+        assert db.current_revision(engine) == "0002"
+    finally:
+        engine.dispose()
