@@ -356,6 +356,21 @@ def format_time(moment: datetime) -> str:
     )
 
 
+def _canonical(value: dict[str, Any]) -> bytes:
+    """RFC 8785 bytes of an event's JSON form, four times faster than ``rfc8785.dumps``.
+
+    For what an event may hold — objects with ASCII ``[a-z0-9_.]`` keys, strings, integers
+    within ±2^53, booleans and null, never a float — JCS output is exactly
+    ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))``: the same key
+    order (ASCII keys sort alike in UTF-16 code units), the same escapes (``\\b \\f \\n \\r
+    \\t``, other controls as lower-case ``\\u00xx``, ``"`` and ``\\``) and the same integers.
+    The tests hold the two to equality; ``from_leaf`` still checks with ``rfc8785``.
+    """
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class AuditEvent:
     """One security event, validated on construction; its :meth:`leaf` is what the log hashes."""
@@ -395,7 +410,7 @@ class AuditEvent:
             if not isinstance(getattr(self, name), kind):
                 _refuse(f"{name} must be of type {kind.__name__}")
         object.__setattr__(self, "details", _details(self.details))
-        leaf = rfc8785.dumps(self._json())
+        leaf = _canonical(self._json())
         if len(leaf) > MAX_LEAF_BYTES:
             _refuse(
                 f"the event's leaf is {len(leaf)} bytes, the limit is {MAX_LEAF_BYTES}",

@@ -169,6 +169,10 @@ def _tree_size(connection: Connection) -> int:
     return 0 if highest is None else int(highest) + 1
 
 
+_INSERT_ENTRY = insert(audit_entries)
+"""Built once: per-call ``.values(...)`` costs more than the insert itself on SQLite."""
+
+
 class AuditLog:
     """The audit log stored in the application database."""
 
@@ -202,15 +206,14 @@ class AuditLog:
                 f"the leaf is {len(leaf)} bytes, the limit is {MAX_LEAF_BYTES}",
                 reason=EventFailure.TOO_LARGE,
             )
+        # One prepared INSERT; a trigger queues the entry for the sequencer (audit.store).
         result = connection.execute(
-            insert(audit_entries).values(
-                created_at=datetime.now(UTC), leaf=leaf, leaf_hash=leaf_hash(leaf)
-            )
+            _INSERT_ENTRY,
+            {"created_at": datetime.now(UTC), "leaf": leaf, "leaf_hash": leaf_hash(leaf)},
         )
         primary_key = result.inserted_primary_key
         assert primary_key is not None
         entry_id = int(primary_key[0])
-        connection.execute(insert(audit_pending).values(entry_id=entry_id))
         APPENDS.inc()
         return entry_id
 

@@ -207,6 +207,43 @@ def drop_append_only_ddl(dialect: str) -> list[str]:
     raise ValueError(f"no append-only triggers for the {dialect!r} dialect")
 
 
+_PG_ENQUEUE_FUNCTION = "kyso_audit_enqueue"
+_ENQUEUE_TRIGGER = "audit_entries_enqueue"
+
+
+def enqueue_ddl(dialect: str) -> list[str]:
+    """A trigger that queues every new entry for the sequencer.
+
+    Admission is then a single INSERT: the queue row is written by the database in the
+    same transaction, which saves a statement (and on PostgreSQL a round trip) per event.
+    """
+    if dialect == "sqlite":
+        return [
+            "CREATE TRIGGER audit_entries_enqueue AFTER INSERT ON audit_entries "
+            "BEGIN INSERT INTO audit_pending (entry_id) VALUES (NEW.id); END"
+        ]
+    if dialect == "postgresql":
+        return [
+            "CREATE OR REPLACE FUNCTION kyso_audit_enqueue() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO audit_pending (entry_id) VALUES (NEW.id); RETURN NULL; END $$",
+            f"CREATE TRIGGER {_ENQUEUE_TRIGGER} AFTER INSERT ON audit_entries "
+            f"FOR EACH ROW EXECUTE FUNCTION {_PG_ENQUEUE_FUNCTION}()",
+        ]
+    raise ValueError(f"no enqueue trigger for the {dialect!r} dialect")
+
+
+def drop_enqueue_ddl(dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {_ENQUEUE_TRIGGER}"]
+    if dialect == "postgresql":
+        return [
+            f"DROP TRIGGER IF EXISTS {_ENQUEUE_TRIGGER} ON audit_entries",
+            f"DROP FUNCTION IF EXISTS {_PG_ENQUEUE_FUNCTION}()",
+        ]
+    raise ValueError(f"no enqueue trigger for the {dialect!r} dialect")
+
+
 def create_append_only_triggers(connection: Connection) -> None:
     """Install the append-only triggers through ``connection`` (in its transaction)."""
     for statement in append_only_ddl(connection.dialect.name):

@@ -184,6 +184,10 @@ def big_tree(url: str, size: int, workdir: Path) -> dict[str, Any]:
     t = time.perf_counter()
     report = verify_export(workdir / "export", vkey)
     verified = time.perf_counter() - t
+    # What `kyso audit verify` does without --export: the same checks, read from the tables.
+    t = time.perf_counter()
+    in_db = log.verify_database([NoteVerifier.from_vkey(vkey)])
+    verified_db = time.perf_counter() - t
     engine.dispose()
     return {
         "size": size,
@@ -194,6 +198,8 @@ def big_tree(url: str, size: int, workdir: Path) -> dict[str, Any]:
         "export_s": round(exported, 1),
         "verify_export_s": round(verified, 1),
         "verify_ok": report.ok,
+        "verify_database_s": round(verified_db, 1),
+        "verify_database_ok": in_db.ok,
         "checkpoints_verified": report.checkpoints_checked,
     }
 
@@ -229,11 +235,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{tree['inclusion_proof_ms_median']} ms ({tree['inclusion_proof_hashes']} "
                 f"hashes), consistency proof {tree['consistency_proof_ms_median']} ms (medians)"
             )
-            verdict = "PASS" if tree["verify_ok"] and tree["verify_export_s"] < 60 else "MISS"
-            print(
-                f"offline verify of {tree['size']} entries: {tree['verify_export_s']} s "
-                f"(export {tree['export_s']} s), ok={tree['verify_ok']} (target < 60 s) {verdict}"
-            )
+            for label, seconds, ok in (
+                ("offline verify of the export", tree["verify_export_s"], tree["verify_ok"]),
+                ("verify in the database", tree["verify_database_s"], tree["verify_database_ok"]),
+            ):
+                verdict = "PASS" if ok and seconds < 60 else "MISS"
+                print(
+                    f"{label} ({tree['size']} entries): {seconds} s, ok={ok} "
+                    f"(target < 60 s) {verdict}"
+                )
     print(json.dumps(summary, separators=(",", ":")))
     return 0
 

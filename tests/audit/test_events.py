@@ -395,3 +395,31 @@ def test_any_single_byte_change_is_refused_or_changes_the_event() -> None:
             continue
         assert parsed != original
         assert parsed.leaf() == bytes(tampered)
+
+
+def test_leaf_bytes_are_exactly_rfc8785_for_any_text() -> None:
+    """``AuditEvent.leaf`` takes a fast path; it must stay byte for byte RFC 8785."""
+    import json
+    import random
+
+    import rfc8785
+
+    from audit.events import _canonical
+
+    rng = random.Random(8785)
+    alphabet = (
+        [chr(c) for c in range(0x00, 0x80)]
+        + list("ăâđêôơưĂÂĐÊÔƠƯạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")
+        + ["\u2028", "\u2029", "\ufeff", "\U0001f600", "\u00a0", "\u007f", "\u0080", "\u009b"]
+    )
+    for _ in range(2000):
+        value = {
+            "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789_.") for _ in range(8)): (
+                "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
+                if rng.random() < 0.7
+                else rng.choice([True, False, None, rng.randrange(-(2**53), 2**53)])
+            )
+            for _ in range(rng.randrange(1, 6))
+        }
+        nested = {"details": value, "version": 1, "actor": {"unit": value.get("x", "Bến Thành")}}
+        assert _canonical(nested) == rfc8785.dumps(nested), json.dumps(nested)

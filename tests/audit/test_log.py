@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
 from audit import (
-    Action,
-    Actor,
-    AuditEvent,
     Checkpoint,
-    Outcome,
     ProofError,
     TreeBuilder,
     consistency_proof,
@@ -34,32 +28,8 @@ from audit.log import MAX_ENTRIES_PAGE, AuditLog
 from audit.store import drop_append_only_triggers
 from audit.verify import Finding
 from kyso.db import make_engine, upgrade
+from tests.audit.conftest import ORIGIN, event
 from tests.audit.signers import SoftwareSigner
-
-ORIGIN = "kyso.example.vn/audit"
-
-
-def event(i: int, actor: str = "officer") -> AuditEvent:
-    return AuditEvent(
-        time=datetime(2025, 3, 1, tzinfo=UTC) + timedelta(seconds=i),
-        action=Action.KEY_GENERATED,
-        actor=Actor(id=f"{actor}-{i}", role="officer"),
-        outcome=Outcome(success=True),
-        details={"n": i},
-    )
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def signer() -> SoftwareSigner:
-    return SoftwareSigner.ed25519(ORIGIN)
 
 
 @pytest.fixture

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from audit import Action, Actor, AuditEvent, Outcome
 from audit.log import AuditLog
 from audit.store import APPEND_ONLY_TABLES, POSTGRES_RUNTIME_ROLE_SQL, drop_append_only_triggers
 from kyso.db import downgrade, make_engine, upgrade
+from tests.audit.conftest import ORIGIN, event
 from tests.audit.signers import SoftwareSigner
 
-ORIGIN = "kyso.example.vn/audit"
 AUDIT_TABLES = {*APPEND_ONLY_TABLES, "audit_pending"}
-
-
-def event(i: int) -> AuditEvent:
-    return AuditEvent(
-        time=datetime(2025, 3, 1, tzinfo=UTC) + timedelta(seconds=i),
-        action=Action.KEY_GENERATED,
-        actor=Actor(id=f"officer-{i}", role="officer"),
-        outcome=Outcome(success=True),
-        details={"n": i},
-    )
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,9 @@ from audit import Checkpoint, TreeBuilder, leaf_hash, sign_checkpoint
 from audit.log import AuditLog
 from audit.verify import CHECKPOINTS_DIR, ENTRIES_FILE, VKEY_FILE, Finding, export, verify_export
 from kyso.db import make_engine, upgrade
+from tests.audit.conftest import ORIGIN, event
 from tests.audit.signers import SoftwareSigner
-from tests.audit.test_log import ORIGIN, add, event, flip_signature
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def signer() -> SoftwareSigner:
-    return SoftwareSigner.ed25519(ORIGIN)
+from tests.audit.test_log import add, flip_signature
 
 
 @pytest.fixture

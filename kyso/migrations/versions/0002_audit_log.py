@@ -8,7 +8,12 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from audit.store import create_append_only_triggers, drop_append_only_triggers
+from audit.store import (
+    create_append_only_triggers,
+    drop_append_only_triggers,
+    drop_enqueue_ddl,
+    enqueue_ddl,
+)
 
 revision = "0002"
 down_revision = "0001"
@@ -75,9 +80,13 @@ def upgrade() -> None:
         comment="Signed checkpoints, one per published tree size; append-only.",
     )
     create_append_only_triggers(op.get_bind())
+    for statement in enqueue_ddl(op.get_bind().dialect.name):
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    for statement in drop_enqueue_ddl(op.get_bind().dialect.name):
+        op.execute(statement)
     drop_append_only_triggers(op.get_bind())
     op.drop_index("ix_audit_leaves_leaf_hash", table_name="audit_leaves")
     op.drop_table("audit_checkpoints")
