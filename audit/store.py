@@ -76,15 +76,16 @@ GRANT USAGE ON SEQUENCE audit_entries_id_seq TO kyso_app;
 """
 """SQL to paste into deployment docs: the PostgreSQL runtime role of the service."""
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names for every table of the one schema (the composition root's too)."""
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 """Metadata of the audit tables only; Alembic combines it with the composition root's."""
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.

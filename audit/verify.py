@@ -261,46 +261,44 @@ def check_log(
     """
     checkpoints, problem = _open_all(notes, verifiers, origin)
     tree = _TreeCheck(checkpoints if problem is None else [])
-    if problem is not None:
+
+    def report(problem: _Problem | None) -> VerificationReport:
         return _report(tree=tree, checkpoints=len(checkpoints), problem=problem)
+
+    if problem is not None:
+        return report(problem)
     recomputed: dict[tuple[int, int], bytes] | None = {} if stored_nodes is not None else None
     for index, leaf, stored_hash in leaves:
         expected = tree.builder.size
         if index != expected:
             what = "missing (deleted)" if index > expected else "duplicated or out of order"
-            return _report(
-                tree=tree,
-                checkpoints=len(checkpoints),
-                problem=_Problem(
+            return report(
+                _Problem(
                     reason=Finding.INDEX_GAP,
                     index=min(index, expected),
                     message=f"index {expected} is {what}: found index {index} next",
-                ),
+                )
             )
         h = leaf_hash(leaf)
         if stored_hash is not None and stored_hash != h:
-            return _report(
-                tree=tree,
-                checkpoints=len(checkpoints),
-                problem=_Problem(
+            return report(
+                _Problem(
                     reason=Finding.LEAF_MISMATCH,
                     index=index,
                     message=f"entry {index} no longer hashes to its stored leaf hash: "
                     "it was edited",
-                ),
+                )
             )
         if strict:
             try:
                 AuditEvent.from_leaf(leaf)
             except EventError as ex:
-                return _report(
-                    tree=tree,
-                    checkpoints=len(checkpoints),
-                    problem=_Problem(
+                return report(
+                    _Problem(
                         reason=Finding.NON_CANONICAL,
                         index=index,
                         message=f"entry {index}: {ex.message} [{ex.code}]",
-                    ),
+                    )
                 )
         rows = tree.append(h)
         if recomputed is not None:
@@ -308,7 +306,7 @@ def check_log(
                 recomputed[level, node_index] = value
     if recomputed is not None and stored_nodes is not None:
         problem = _compare_nodes(recomputed, stored_nodes, tree.builder.size)
-    return _report(tree=tree, checkpoints=len(checkpoints), problem=problem)
+    return report(problem)
 
 
 def _compare_nodes(

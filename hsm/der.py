@@ -19,12 +19,16 @@ def tlv(tag: int, value: bytes) -> bytes:
     return bytes((tag,)) + _length(len(value)) + value
 
 
+def _magnitude(value: bytes) -> bytes:
+    """INTEGER contents of a non-negative big-endian number: minimal, with a 0x00 ahead of a
+    set top bit so that it does not read as negative."""
+    value = value.lstrip(b"\x00") or b"\x00"
+    return b"\x00" + value if value[0] & 0x80 else value
+
+
 def integer(value: bytes) -> bytes:
     """A non-negative INTEGER from its big-endian magnitude."""
-    value = value.lstrip(b"\x00") or b"\x00"
-    if value[0] & 0x80:
-        value = b"\x00" + value
-    return tlv(0x02, value)
+    return tlv(0x02, _magnitude(value))
 
 
 def sequence(*items: bytes) -> bytes:
@@ -36,9 +40,7 @@ def bit_string(value: bytes) -> bytes:
 
 
 def _short_integer(value: bytes) -> bytes:
-    value = value.lstrip(b"\x00") or b"\x00"
-    if value[0] & 0x80:
-        value = b"\x00" + value
+    value = _magnitude(value)
     return b"\x02" + bytes((len(value),)) + value
 
 

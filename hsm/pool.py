@@ -63,7 +63,7 @@ from hsm.keys import (
     public_key_der,
 )
 from hsm.module import Pkcs11Module, load_module
-from hsm.signing import HashAlg, SignScheme, plan
+from hsm.signing import HashAlg, SignScheme, default_scheme, plan
 
 log = logging.getLogger("kyso.hsm")
 
@@ -642,13 +642,8 @@ class BlockingSessionPool:
             if info.spec is KeySpec.ED25519:
                 signature = self.sign_message(info.key_id, payload)
             else:
-                scheme = (
-                    SignScheme.RSA_PKCS1V15
-                    if info.spec.key_type == KeyType.RSA
-                    else SignScheme.ECDSA
-                )
                 signature = self.sign_digest(
-                    info.key_id, payload, scheme=scheme, hash_alg=HashAlg.SHA256
+                    info.key_id, payload, scheme=default_scheme(info), hash_alg=HashAlg.SHA256
                 )
             verified = self._run("verify", partial(_verify_on_token, info, payload, signature))
         except HsmError as ex:

@@ -13,14 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from audit import AuditError
-from hsm import HsmError, SessionPool
+from hsm import HsmError, KeyInfo, SessionPool
 from kyso import __version__, db
 from kyso.audit_service import checkpoint_forever, open_audit_log, publish, sequence_forever
 from kyso.errors import KysoError
 from kyso.logs import configure_logging, new_request_id, request_id
 from kyso.routers import audit as audit_routes
 from kyso.routers import health
-from kyso.runtime import Runtime, audit_keys
+from kyso.runtime import Runtime, report_key_problems
 from kyso.settings import Settings, load_settings
 
 log = logging.getLogger("kyso")
@@ -62,17 +62,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await run_in_threadpool(db.upgrade, engine)
         pool = SessionPool(settings.hsm_config())
+        keys: list[KeyInfo] = []
         try:
             await pool.open()
-            await audit_keys(pool)
+            # Listed once: for the key audit and to find the audit checkpoint key.
+            keys = await pool.list_keys()
+            report_key_problems(keys)
         except HsmError as ex:
             # Stay up with /readyz red: the pool retries on the next readiness probe.
             log.error("HSM not ready at start-up: %s", ex.message, extra={"code": ex.code})
-        audit_log, vkey = await run_in_threadpool(open_audit_log, settings, engine, pool.blocking)
+        audit_log, vkey = open_audit_log(settings, engine, pool.blocking, keys)
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
-            sessions=db.session_factory(engine),
             hsm=pool,
             audit=audit_log,
             audit_vkey=vkey,

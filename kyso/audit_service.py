@@ -29,16 +29,12 @@ SYSTEM = Actor(id="kyso", role="system")
 
 
 def open_audit_log(
-    settings: Settings, engine: Engine, pool: BlockingSessionPool
+    settings: Settings, engine: Engine, pool: BlockingSessionPool, keys: list[KeyInfo]
 ) -> tuple[AuditLog, str | None]:
-    """The log, with the HSM signer when the audit key exists (``kyso init`` creates it),
-    and the signer's verifier key."""
+    """The log, with the HSM signer when ``keys`` (the token's, as the caller listed them)
+    hold the audit key (``kyso init`` creates it), and the signer's verifier key."""
     signer = None
-    try:
-        key = find_audit_key(pool)
-    except HsmError as ex:
-        log.error("audit key not available: %s", ex.message, extra={"code": ex.code})
-        key = None
+    key = find_audit_key(keys)
     if key is None:
         log.error("no audit checkpoint key on the token; run 'kyso init'. Checkpoints are off.")
     else:

@@ -4,6 +4,7 @@ signing callable that ``audit`` expects (``audit`` itself never imports ``hsm``)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from audit.note import NoteVerifier, SignatureType
@@ -14,8 +15,9 @@ AUDIT_KEY_LABEL = "kyso-audit-checkpoints"
 """Label of the checkpoint key on the token; exactly one usable key carries it."""
 
 
-def find_audit_key(pool: BlockingSessionPool) -> KeyInfo | None:
-    usable = [k for k in pool.list_keys() if k.label == AUDIT_KEY_LABEL and k.usable]
+def find_audit_key(keys: Iterable[KeyInfo]) -> KeyInfo | None:
+    """The audit key among a token's keys (as listed by the pool)."""
+    usable = [k for k in keys if k.label == AUDIT_KEY_LABEL and k.usable]
     if len(usable) > 1:
         ids = ", ".join(k.key_id.hex() for k in usable)
         raise KysoError(f"several usable audit keys on the token ({ids}); keep one")
@@ -25,7 +27,7 @@ def find_audit_key(pool: BlockingSessionPool) -> KeyInfo | None:
 def ensure_audit_key(pool: BlockingSessionPool) -> tuple[KeyInfo, bool]:
     """The audit key, generated when absent: Ed25519 when the token has it (C2SP signed
     notes' native type), otherwise ECDSA P-256 (signed-note type 0x02). True if created."""
-    existing = find_audit_key(pool)
+    existing = find_audit_key(pool.list_keys())
     if existing is not None:
         return existing, False
     spec = KeySpec.ED25519 if pool.supports(KeySpec.ED25519) else KeySpec.EC_P256

@@ -361,7 +361,7 @@ def open_audit() -> Iterator[tuple[AuditLog, str | None]]:
     try:
         db.check(engine)
         with open_pool() as pool:
-            yield open_audit_log(current, engine, pool)
+            yield open_audit_log(current, engine, pool, pool.list_keys())
     finally:
         engine.dispose()
 

@@ -14,7 +14,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from kyso.errors import StorageError
 
@@ -43,10 +42,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # before a signed document was handed out survives a power loss too.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 def _alembic_config(engine: Engine) -> Config:

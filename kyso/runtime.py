@@ -6,10 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from audit.log import AuditLog
-from hsm import HsmError, KeyInfo, SessionPool
+from hsm import KeyInfo, SessionPool
 from kyso.settings import Settings
 
 log = logging.getLogger("kyso")
@@ -19,7 +18,6 @@ log = logging.getLogger("kyso")
 class Runtime:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
     hsm: SessionPool
     audit: AuditLog | None = None
     """The audit log (``None`` only if it could not be opened)."""
@@ -36,11 +34,3 @@ def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:
             extra={"key_id": key.key_id.hex(), "label": key.label, "problems": list(key.problems)},
         )
     return refused
-
-
-async def audit_keys(pool: SessionPool) -> list[KeyInfo]:
-    try:
-        return report_key_problems(await pool.list_keys())
-    except HsmError as ex:
-        log.error("cannot list HSM keys: %s", ex.message, extra={"code": ex.code})
-        return []

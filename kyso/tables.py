@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from audit.store import NAMING_CONVENTION
+
+# One schema, one naming convention: the audit tables' own.
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 hsm_keys = Table(
     "hsm_keys",
