@@ -1,9 +1,13 @@
 """The stored audit log: admission, sequencing, proofs and signed checkpoints.
 
 Admission (:meth:`AuditLog.append`) is an INSERT in the caller's transaction and takes no
-global lock, so any number of requests and processes admit events in parallel. One writer at
-a time (:meth:`AuditLog.sequence`) gives the pending entries gap-free tree indices and stores
-the new subtree hashes, all in one transaction:
+global lock, so any number of requests and processes admit events in parallel. An event that
+accompanies no business record is committed by :meth:`AuditLog.record`, which group-commits
+concurrent callers: one transaction, hence one flush to disk, for all events queued while the
+previous one was being written, and each caller returns only once its event is durable.
+
+One writer at a time (:meth:`AuditLog.sequence`) gives the pending entries gap-free tree
+indices and stores the new subtree hashes, all in one transaction:
 
 * on PostgreSQL, whichever process wins ``pg_try_advisory_xact_lock`` sequences; the lock is
   released with the transaction, so if that process dies another one takes over;
@@ -18,6 +22,7 @@ than sign two incompatible histories.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.errors import EventError, EventFailure, LogError, LogFailure, ProofError
-from audit.events import MAX_LEAF_BYTES, AuditEvent
+from audit.events import MAX_LEAF_BYTES, Action, Actor, AuditEvent, Outcome
 from audit.merkle import (
     EMPTY_ROOT,
     Coordinate,
@@ -73,7 +78,17 @@ MAX_ENTRIES_PAGE = 1000
 DEFAULT_BATCH = 5000
 """Most pending entries one :meth:`AuditLog.sequence` call places in the tree."""
 
+GROUP_COMMIT_MAX = 1000
+"""Most events :meth:`AuditLog.record` commits in one statement."""
+
+GROUP_COMMIT_LEADERS = 4
+"""Commits :meth:`AuditLog.record` keeps in flight at once (per process): while one waits for
+the disk, the next batch is already being sent."""
+
 _VERIFY_PAGE = 5000
+_CHECKPOINT_EVENTS_MAX = 8
+"""More new entries than this since the last checkpoint cannot all be checkpoint events (one
+per publication, a handful of processes publishing at once)."""
 
 APPENDS = Counter("kyso_audit_appends", "Events admitted to the audit log (before commit)")
 SEQUENCED = Counter("kyso_audit_sequenced", "Entries given a tree index by the sequencer")
@@ -172,6 +187,103 @@ def _tree_size(connection: Connection) -> int:
 _INSERT_ENTRY = insert(audit_entries)
 """Built once: per-call ``.values(...)`` costs more than the insert itself on SQLite."""
 
+_INSERT_ENTRIES = insert(audit_entries).returning(audit_entries.c.id, sort_by_parameter_order=True)
+
+
+def _entry_row(event: AuditEvent) -> dict[str, object]:
+    if not isinstance(event, AuditEvent):
+        raise EventError("only an AuditEvent can be appended", reason=EventFailure.INVALID)
+    leaf = event.leaf()
+    if len(leaf) > MAX_LEAF_BYTES:  # AuditEvent bounds it already; storage relies on it
+        raise EventError(
+            f"the leaf is {len(leaf)} bytes, the limit is {MAX_LEAF_BYTES}",
+            reason=EventFailure.TOO_LARGE,
+        )
+    return {"created_at": datetime.now(UTC), "leaf": leaf, "leaf_hash": leaf_hash(leaf)}
+
+
+@dataclass(eq=False)
+class _Queued:
+    row: dict[str, object]
+    done: bool = False
+    entry_id: int = 0
+    error: SQLAlchemyError | None = None
+
+
+class _GroupCommit:
+    """Leader/follower group commit of events recorded on their own.
+
+    Callers queue their row; one of them at a time (the leader) writes everything queued, up
+    to :data:`GROUP_COMMIT_MAX` rows, as one autocommit INSERT, and repeats until its own row
+    is in; the others wait and return when theirs is. Durability is the same as one
+    transaction per event, but a commit's cost is shared by everyone who arrived during the
+    previous one. (Measured: two leaders in flight were slower than one.)
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._changed = threading.Condition()
+        self._queue: list[_Queued] = []
+        self._leading = False
+        self._connection: Connection | None = None
+
+    def commit(self, row: dict[str, object]) -> int:
+        mine = _Queued(row)
+        with self._changed:
+            self._queue.append(mine)
+            while self._leading and not mine.done:
+                self._changed.wait()
+            leading = not mine.done
+            if leading:
+                self._leading = True
+        if leading:
+            try:
+                while not mine.done:
+                    with self._changed:
+                        batch = self._queue[:GROUP_COMMIT_MAX]
+                        del self._queue[:GROUP_COMMIT_MAX]
+                    self._write(batch)
+                    with self._changed:
+                        self._changed.notify_all()
+            finally:
+                with self._changed:
+                    self._leading = False
+                    self._changed.notify_all()
+        if mine.error is not None:
+            raise _storage_error("recording an audit event failed", mine.error) from mine.error
+        return mine.entry_id
+
+    def _write(self, batch: list[_Queued]) -> None:
+        try:
+            if self._connection is None:
+                self._connection = self._engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            # One multi-row INSERT in autocommit mode is atomic and durable in one round trip
+            # (BEGIN / INSERT / COMMIT take three), on a connection the leader keeps, so no
+            # pool check-out, ping or reset is paid per batch.
+            rows = [q.row for q in batch]
+            ids = self._connection.execute(_INSERT_ENTRIES, rows).scalars().all()
+        except SQLAlchemyError as ex:
+            self.close(invalidate=True)
+            for queued in batch:
+                queued.error = ex
+        else:
+            for queued, entry_id in zip(batch, ids, strict=True):
+                queued.entry_id = int(entry_id)
+            APPENDS.inc(len(batch))
+        finally:
+            for queued in batch:
+                queued.done = True
+
+    def close(self, *, invalidate: bool = False) -> None:
+        """Give the kept connection back (or discard it after an error)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if invalidate:
+                connection.invalidate()
+            connection.close()
+
 
 class AuditLog:
     """The audit log stored in the application database."""
@@ -183,6 +295,7 @@ class AuditLog:
         self._origin = origin
         self._signer = signer
         self._sqlite = engine.dialect.name == "sqlite"
+        self._group = _GroupCommit(engine)
 
     @property
     def origin(self) -> str:
@@ -198,24 +311,21 @@ class AuditLog:
         The entry exists exactly when the caller commits; it gets its tree index later, from
         :meth:`sequence`.
         """
-        if not isinstance(event, AuditEvent):
-            raise EventError("only an AuditEvent can be appended", reason=EventFailure.INVALID)
-        leaf = event.leaf()
-        if len(leaf) > MAX_LEAF_BYTES:  # AuditEvent bounds it already; storage relies on it
-            raise EventError(
-                f"the leaf is {len(leaf)} bytes, the limit is {MAX_LEAF_BYTES}",
-                reason=EventFailure.TOO_LARGE,
-            )
         # One prepared INSERT; a trigger queues the entry for the sequencer (audit.store).
-        result = connection.execute(
-            _INSERT_ENTRY,
-            {"created_at": datetime.now(UTC), "leaf": leaf, "leaf_hash": leaf_hash(leaf)},
-        )
+        result = connection.execute(_INSERT_ENTRY, _entry_row(event))
         primary_key = result.inserted_primary_key
         assert primary_key is not None
         entry_id = int(primary_key[0])
         APPENDS.inc()
         return entry_id
+
+    def record(self, event: AuditEvent) -> int:
+        """Durably commit ``event`` on its own (it describes no business record of the
+        caller's); returns the entry id once the commit is done.
+
+        Safe from any number of threads: concurrent calls share transactions (group commit).
+        """
+        return self._group.commit(_entry_row(event))
 
     # -- the single writer -------------------------------------------------------------------
 
@@ -374,7 +484,9 @@ class AuditLog:
     # -- checkpoints -------------------------------------------------------------------------
 
     def publish_checkpoint(self) -> str | None:
-        """Sequence what is pending and sign a checkpoint if the tree grew; returns the note.
+        """Sequence what is pending and sign a checkpoint if the tree grew (by more than the
+        last checkpoint's own event); returns the note, and records an ``audit.checkpoint``
+        event in the same transaction.
 
         Returns None when the last checkpoint already covers the whole tree. Raises
         :class:`LogError` ``audit.inconsistent`` (and signs nothing) when the stored tree does
@@ -402,14 +514,14 @@ class AuditLog:
             .order_by(audit_checkpoints.c.size.desc())
             .limit(1)
         ).first()
-        if last is not None and int(last.size) == size:
-            return None
         if last is not None and int(last.size) > size:
             raise LogError(
                 f"the last signed checkpoint has size {last.size} but the tree has only "
                 f"{size} entries: the log was truncated",
                 reason=LogFailure.INCONSISTENT,
             )
+        if last is not None and self._only_checkpoint_events(connection, int(last.size), size):
+            return None
         first = 0 if last is None else int(last.size)
         proof_nodes = consistency_proof_nodes(first, size)
         reader = _reader(_fetch_nodes(connection, [*proof_nodes, *frontier_nodes(size)]))
@@ -426,12 +538,41 @@ class AuditLog:
                     reason=LogFailure.INCONSISTENT,
                 ) from ex
         note = sign_checkpoint(Checkpoint(origin=self._origin, size=size, root_hash=root), [signer])
+        now = datetime.now(UTC)
         connection.execute(
-            insert(audit_checkpoints).values(
-                size=size, root_hash=root, note=note, created_at=datetime.now(UTC)
-            )
+            insert(audit_checkpoints).values(size=size, root_hash=root, note=note, created_at=now)
+        )
+        # The log records its own checkpoints, so the history of what was published is itself
+        # provable. The event lands in the next tree, which is therefore never empty of news;
+        # _only_checkpoint_events keeps that from calling for a checkpoint of its own.
+        self.append(
+            connection,
+            AuditEvent(
+                time=now,
+                action=Action.AUDIT_CHECKPOINT,
+                actor=Actor(id="kyso", role="system"),
+                outcome=Outcome(success=True),
+                details={"size": size, "root_hash": root.hex(), "key_id": signer.key_id.hex()},
+            ),
         )
         return note
+
+    @staticmethod
+    def _only_checkpoint_events(connection: Connection, last_size: int, size: int) -> bool:
+        """True when nothing but checkpoint events entered the tree since ``last_size`` (the
+        size of the newest signed checkpoint)."""
+        if size == last_size:
+            return True
+        if size - last_size > _CHECKPOINT_EVENTS_MAX:
+            return False
+        leaves = connection.execute(
+            select(audit_entries.c.leaf)
+            .join(audit_leaves, audit_leaves.c.entry_id == audit_entries.c.id)
+            .where(audit_leaves.c.idx >= last_size, audit_leaves.c.idx < size)
+        ).scalars()
+        return all(
+            AuditEvent.from_leaf(bytes(leaf)).action is Action.AUDIT_CHECKPOINT for leaf in leaves
+        )
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The checkpoint with the largest size, or None before the first one."""

@@ -4,10 +4,13 @@ Run from the repository root::
 
     .venv/bin/python -m bench.audit_bench [--seconds 5] [--writers 8] [--tree 1000000]
 
-1. Appends: ``--writers`` threads each commit one event per transaction (a durable commit:
-   SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL's default ``fsync``) for
-   ``--seconds``, while the sequencer runs in its own thread as in the service. Reports
-   committed events per second and the largest backlog the sequencer let build up.
+1. Appends: ``--writers`` threads each append events for ``--seconds``, every one durably
+   committed before the writer goes on (SQLite in WAL mode with ``synchronous=FULL``;
+   PostgreSQL's default ``fsync``), while the sequencer runs in its own thread as in the
+   service. Two ways: ``record`` (:meth:`AuditLog.record`, group commit of events that stand
+   alone) and ``transaction`` (one transaction per event, :meth:`AuditLog.append` — the cost an
+   event adds to a business transaction that commits anyway). Reports committed events per
+   second and the largest backlog the sequencer let build up.
 2. Proofs at ``--tree`` entries (SQLite): the tree is filled in large transactions, then
    inclusion and consistency proofs are timed (median of 200) with their node reads.
 3. ``kyso audit verify`` work at that size: export to files and verify offline.
@@ -74,7 +77,7 @@ def _drop_postgres(admin: str, url: str) -> None:
     engine.dispose()
 
 
-def appends(url: str, writers: int, seconds: float) -> dict[str, Any]:
+def appends(url: str, writers: int, seconds: float, mode: str) -> dict[str, Any]:
     engine = db.make_engine(url)
     db.upgrade(engine)
     log = AuditLog(engine=engine, origin="bench.kyso/audit")
@@ -85,8 +88,11 @@ def appends(url: str, writers: int, seconds: float) -> dict[str, Any]:
     def writer(slot: int) -> None:
         n = 0
         while not stop.is_set():
-            with engine.begin() as connection:
-                AuditLog.append(connection, _event(n))
+            if mode == "record":
+                log.record(_event(n))
+            else:
+                with engine.begin() as connection:
+                    AuditLog.append(connection, _event(n))
             n += 1
         counts[slot] = n
 
@@ -213,21 +219,25 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"writers": args.writers, "seconds": args.seconds}
     with tempfile.TemporaryDirectory(prefix="kyso-audit-bench-") as tmp:
         work = Path(tmp)
-        summary["sqlite"] = appends(f"sqlite:///{work / 'appends.db'}", args.writers, args.seconds)
-        admin, url = _postgres_url()
-        try:
-            summary["postgresql"] = appends(url, args.writers, args.seconds)
-        finally:
-            _drop_postgres(admin, url)
-        for engine_name in ("sqlite", "postgresql"):
-            rate = summary[engine_name]["events_per_s"]
-            verdict = "PASS" if rate >= TARGETS[engine_name] else "MISS"
-            print(
-                f"appends {engine_name:<10} {rate:>7} events/s with {args.writers} writers "
-                f"(target >= {TARGETS[engine_name]:.0f}) {verdict}; "
-                f"max backlog {summary[engine_name]['backlog_max']}, "
-                f"drained {summary[engine_name]['drain_after_stop_s']} s after stop"
+        for mode in ("record", "transaction"):
+            runs = summary[mode] = {}
+            runs["sqlite"] = appends(
+                f"sqlite:///{work / f'{mode}.db'}", args.writers, args.seconds, mode
             )
+            admin, url = _postgres_url()
+            try:
+                runs["postgresql"] = appends(url, args.writers, args.seconds, mode)
+            finally:
+                _drop_postgres(admin, url)
+            for engine_name, run in runs.items():
+                rate = run["events_per_s"]
+                verdict = "PASS" if rate >= TARGETS[engine_name] else "MISS"
+                print(
+                    f"appends ({mode:<11}) {engine_name:<10} {rate:>7} events/s with "
+                    f"{args.writers} writers (target >= {TARGETS[engine_name]:.0f}) {verdict}; "
+                    f"max backlog {run['backlog_max']}, "
+                    f"drained {run['drain_after_stop_s']} s after stop"
+                )
         if args.tree:
             tree = summary["tree"] = big_tree(f"sqlite:///{work / 'tree.db'}", args.tree, work)
             print(

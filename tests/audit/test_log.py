@@ -24,6 +24,7 @@ from audit import (
     verify_inclusion,
 )
 from audit.errors import LogError
+from audit.events import Action, AuditEvent
 from audit.log import MAX_ENTRIES_PAGE, AuditLog
 from audit.store import drop_append_only_triggers
 from audit.verify import Finding
@@ -206,13 +207,23 @@ def test_checkpoints_are_signed_only_when_the_tree_grew(
     add(engine, 0, 3)
     note = log.publish_checkpoint()  # sequences what is pending first
     assert note is not None
+    # The checkpoint's own event enters the tree; alone, it does not call for a checkpoint.
+    assert log.publish_checkpoint() is None
     assert log.publish_checkpoint() is None
     assert len(signer.calls) == 1
-    add(engine, 3, 2)
+    assert log.size() == 4
+    recorded = AuditEvent.from_leaf(log.entries(3, 4)[0].leaf)
+    assert recorded.action is Action.AUDIT_CHECKPOINT
+    assert recorded.details == {
+        "size": 3,
+        "root_hash": log.root(3).hex(),
+        "key_id": signer.key_id.hex(),
+    }
+    add(engine, 4, 2)
     second = log.publish_checkpoint()
     assert second is not None
     checkpoints = log.checkpoints()
-    assert [c.size for c in checkpoints] == [3, 5]
+    assert [c.size for c in checkpoints] == [3, 6]
     latest = log.latest_checkpoint()
     assert latest is not None
     assert latest.note == second
@@ -276,8 +287,9 @@ def test_refuses_to_sign_over_a_truncated_tree(engine: Engine, log: AuditLog) ->
 @pytest.fixture
 def published(engine: Engine, log: AuditLog) -> AuditLog:
     """Twelve entries with checkpoints at 4, 8 and 12."""
-    for start in (0, 4, 8):
-        add(engine, start, 4)
+    # Entry i is event(i), except 4 and 8: the events of the checkpoints at 4 and 8.
+    for start, count in ((0, 4), (5, 3), (9, 3)):
+        add(engine, start, count)
         assert log.publish_checkpoint() is not None
     return log
 

@@ -17,7 +17,8 @@ AUDIT_TABLES = {*APPEND_ONLY_TABLES, "audit_pending"}
 
 @pytest.fixture
 def filled(engine: Engine) -> Engine:
-    """A log with two sequenced entries (so one level-1 node) and a checkpoint."""
+    """A log with three sequenced entries (so a level-1 node) and a checkpoint, then two
+    pending entries: the checkpoint's own event and one more."""
     log = AuditLog(engine=engine, origin=ORIGIN, signer=SoftwareSigner.ed25519(ORIGIN))
     with engine.begin() as connection:
         for i in range(3):
@@ -77,7 +78,7 @@ def test_append_only_tables_reject_truncate_on_postgresql(postgres_url: str, tab
 
 def test_pending_allows_delete(filled: Engine) -> None:
     with filled.begin() as connection:
-        assert connection.execute(text("DELETE FROM audit_pending")).rowcount == 1
+        assert connection.execute(text("DELETE FROM audit_pending")).rowcount == 2
 
 
 def test_dropping_the_triggers_lifts_the_protection(filled: Engine) -> None:

@@ -22,8 +22,9 @@ from tests.audit.test_log import add, flip_signature
 def exported(engine: Engine, signer: SoftwareSigner, tmp_path: Path) -> Path:
     """Twelve entries with checkpoints at 4, 8 and 12, exported with the vkey."""
     log = AuditLog(engine=engine, origin=ORIGIN, signer=signer)
-    for start in (0, 4, 8):
-        add(engine, start, 4)
+    # Entry i is event(i), except 4 and 8: the events of the checkpoints at 4 and 8.
+    for start, count in ((0, 4), (5, 3), (9, 3)):
+        add(engine, start, count)
         assert log.publish_checkpoint() is not None
     directory = tmp_path / "export"
     assert export(log, directory, vkey=signer.verifier().to_vkey()) == 12

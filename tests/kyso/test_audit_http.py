@@ -103,10 +103,11 @@ def test_cli_export_and_offline_verify(kyso_db: Kyso, tmp_path: Path):
     assert vkey.startswith("ok: 4 entries, 1 checkpoints")
 
     out = tmp_path / "export"
-    assert "exported 4 entries" in kyso_db.ok("audit", "export", str(out)).stdout
+    # The export sequences what is pending: the checkpoint's own event is entry 4.
+    assert "exported 5 entries" in kyso_db.ok("audit", "export", str(out)).stdout
     key_text = (out / "public-key.vkey").read_text().strip()
     offline = kyso_db.ok("audit", "verify", "--export", str(out), "--vkey", key_text)
-    assert offline.stdout.startswith("ok: 4 entries")
+    assert offline.stdout.startswith("ok: 5 entries")
 
     # An entry edited in the export: exit 1, the bad index or range and a reason code.
     lines = (out / "entries.jsonl").read_bytes().split(b"\n")
@@ -118,7 +119,8 @@ def test_cli_export_and_offline_verify(kyso_db: Kyso, tmp_path: Path):
     assert "[audit.verify." in tampered.stdout
 
     tail = kyso_db.ok("audit", "tail", "-n", "2").stdout.splitlines()
-    assert [line.split("\t")[0] for line in tail] == ["2", "3"]
+    assert [line.split("\t")[0] for line in tail] == ["3", "4"]
+    assert "audit.checkpoint" in tail[1]
     proof = kyso_db.ok("audit", "proof", "1").stdout
     assert '"index": 1' in proof
     assert '"size": 4' in proof
