@@ -103,9 +103,13 @@ SECRET_PHRASES = frozenset(
 """Adjacent segment pairs that mark a secret although neither word does alone."""
 
 ALLOWED_SECRET_LOOKALIKES = frozenset(
-    {("token", "label"), ("token", "serial"), ("token", "model"), ("token", "manufacturer")}
-)
-"""HSM token metadata: "token" here names the PKCS#11 device, not a bearer credential."""
+    {
+        ("token", "label"), ("token", "serial"), ("token", "model"), ("token", "manufacturer"),
+        ("credential", "id"),
+    }
+)  # fmt: skip
+"""HSM token metadata ("token" names the PKCS#11 device, not a bearer token) and the id of
+a signing credential (key + certificate, as the CSC API calls it), not its secret."""
 
 _PEM_PRIVATE = re.compile(r"PRIVATE KEY-----|BEGIN OPENSSH PRIVATE", re.ASCII)
 

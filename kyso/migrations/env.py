@@ -6,12 +6,15 @@ from alembic import context
 
 from audit.store import metadata as audit_metadata
 from kyso.tables import metadata as kyso_metadata
+from pki.store import metadata as pki_metadata
 
 engine = context.config.attributes["engine"]
 
 with engine.begin() as connection:
     context.configure(
-        connection=connection, target_metadata=[kyso_metadata, audit_metadata], render_as_batch=True
+        connection=connection,
+        target_metadata=[kyso_metadata, audit_metadata, pki_metadata],
+        render_as_batch=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,935 @@
+"""Kyso's certificate authority: the CA hierarchy on the HSM, the unit tree and its people,
+enrolment, status changes with their CRLs, and the OCSP responder and timestamp authority
+built from the stored state.
+
+Every operation writes its audit event in the same database transaction as the records it
+changes. Keys are generated on the token before that transaction: if the transaction then
+fails, an unused key stays on the token (listed by ``kyso hsm keys``), never a credential
+without its key.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asn1crypto import keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509 as cx509
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from audit.events import Action, Actor, AuditEvent, Outcome, Subject
+from audit.log import AuditLog
+from hsm import BlockingSessionPool, KeyInfo, KeySpec
+from pki.certificates import issue_certificate
+from pki.crl import RevocationReason, RevokedEntry, build_crl
+from pki.errors import ConflictError, InvalidInputError, NotFoundError
+from pki.names import (
+    ca_subject,
+    display_name,
+    officer_subject,
+    organisation_subject,
+    validate_cccd,
+    validate_email,
+)
+from pki.ocsp import GOOD, UNKNOWN, CertState, CertStatus, OcspResponder
+from pki.profiles import TSA_POLICY_OID, PkiUrls, Profile, default_validity
+from pki.signing import HsmX509Signer
+from pki.store import (
+    CertificateStatus,
+    CredentialKind,
+    CredentialStatus,
+    PersonRole,
+    UnitKind,
+    pki_certificates,
+    pki_credentials,
+    pki_crls,
+    pki_people,
+    pki_state,
+    pki_timestamps,
+    pki_units,
+)
+from pki.tsa import TimeStampAuthority
+
+CA_NAMES = {CredentialKind.ROOT_CA: "root", CredentialKind.ISSUING_CA: "issuing"}
+"""The URL names of the two CAs: ``/pki/ca/<name>.crt``, ``/pki/crl/<name>.crl``."""
+
+_SERVICE_KINDS = (
+    CredentialKind.ROOT_CA,
+    CredentialKind.ISSUING_CA,
+    CredentialKind.OCSP,
+    CredentialKind.TSA,
+)
+_KEY_LABELS = {
+    CredentialKind.ROOT_CA: "kyso-root-ca",
+    CredentialKind.ISSUING_CA: "kyso-issuing-ca",
+    CredentialKind.OCSP: "kyso-ocsp",
+    CredentialKind.TSA: "kyso-tsa",
+}
+_PROFILES = {
+    CredentialKind.ROOT_CA: Profile.ROOT_CA,
+    CredentialKind.ISSUING_CA: Profile.ISSUING_CA,
+    CredentialKind.OCSP: Profile.OCSP_RESPONDER,
+    CredentialKind.TSA: Profile.TSA,
+    CredentialKind.OFFICER: Profile.OFFICER_SIGNING,
+    CredentialKind.SEAL: Profile.AGENCY_SEAL,
+}
+_UNIT_PARENT = {
+    UnitKind.MINISTRY: None,
+    UnitKind.PROVINCE: UnitKind.MINISTRY,
+    UnitKind.COMMUNE: UnitKind.PROVINCE,
+}
+_BACKDATE = timedelta(minutes=5)
+"""notBefore is set this far in the past, so a relying party whose clock lags a little
+does not see a brand-new certificate as not yet valid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthorityConfig:
+    """How the CA names itself and where relying parties reach it."""
+
+    public_url: str
+    """Base URL of Kyso's public endpoints (AIA, CRL DP): ``<url>/pki/...``."""
+
+    organisation: str = "Bộ Công an"
+    """O of the CA certificates and of officer and seal subjects (the ministry)."""
+
+    root_name: str = "Kyso Root CA"
+    issuing_name: str = "Kyso Issuing CA"
+    ocsp_name: str = "Kyso OCSP Responder"
+    tsa_name: str = "Kyso Timestamp Authority"
+
+    key_spec: KeySpec = KeySpec.EC_P256
+    """Key type of CA, responder, TSA and end-entity keys generated on the token."""
+
+    officer_validity: timedelta = field(
+        default_factory=lambda: default_validity(Profile.OFFICER_SIGNING)
+    )
+    seal_validity: timedelta = field(default_factory=lambda: default_validity(Profile.AGENCY_SEAL))
+
+    crl_validity: timedelta = timedelta(days=1)
+    """nextUpdate − thisUpdate of every CRL; a CRL is re-signed when half of it has passed."""
+
+    ocsp_validity: timedelta = timedelta(hours=1)
+
+    def urls(self, issuer: CredentialKind) -> PkiUrls:
+        base = self.public_url.rstrip("/")
+        name = CA_NAMES[issuer]
+        return PkiUrls(
+            ocsp=f"{base}/pki/ocsp" if issuer is CredentialKind.ISSUING_CA else None,
+            ca_issuers=f"{base}/pki/ca/{name}.crt",
+            crl=f"{base}/pki/crl/{name}.crl",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    id: int
+    parent_id: int | None
+    kind: UnitKind
+    code: str
+    name: str
+    province: str
+    locality: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Person:
+    id: int
+    unit_id: int
+    role: PersonRole
+    full_name: str
+    position: str
+    cccd: str
+    email: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credential:
+    """A signing credential and its current certificate."""
+
+    id: int
+    kind: CredentialKind
+    status: CredentialStatus
+    unit_id: int | None
+    person_id: int | None
+    key_id: str
+    """The HSM key's CKA_ID (SKI) in hex."""
+    key_spec: str
+    external: bool
+    certificate: asn1_x509.Certificate | None
+    serial: str | None
+    """Certificate serial, lower-case hex."""
+    not_after: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "status": self.status.value,
+            "unit_id": self.unit_id,
+            "person_id": self.person_id,
+            "key_id": self.key_id,
+            "key_spec": self.key_spec,
+            "external": self.external,
+            "serial": self.serial,
+            "subject": display_name(self.certificate.subject) if self.certificate else None,
+            "not_after": self.not_after.isoformat() if self.not_after else None,
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+class Authority:
+    """The CA service over one database and one HSM token. Thread-safe."""
+
+    def __init__(
+        self, *, engine: Engine, pool: BlockingSessionPool, config: AuthorityConfig
+    ) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._config = config
+        self._lock = threading.Lock()
+        self._signers: dict[str, HsmX509Signer] = {}
+
+    @property
+    def config(self) -> AuthorityConfig:
+        return self._config
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def _signer(self, key_id: str) -> HsmX509Signer:
+        with self._lock:
+            signer = self._signers.get(key_id)
+        if signer is None:
+            signer = HsmX509Signer(self._pool, self._pool.get_key(bytes.fromhex(key_id)))
+            with self._lock:
+                self._signers[key_id] = signer
+        return signer
+
+    def _generate(self, label: str) -> KeyInfo:
+        # The caller writes the key.generated event together with the credential's records.
+        return self._pool.generate_key(self._config.key_spec, label=label)
+
+    # -- the CA hierarchy ------------------------------------------------------------------
+
+    def ensure_hierarchy(self, actor: Actor) -> list[CredentialKind]:
+        """Create what is missing of root CA, issuing CA, OCSP responder and TSA (keys on
+        the HSM), and the CAs' first CRLs; returns the kinds created."""
+        created = []
+        for kind in _SERVICE_KINDS:
+            if self._active(kind) is None:
+                self._create_service_credential(kind, actor)
+                created.append(kind)
+        for kind in CA_NAMES:
+            if self._latest_crl(kind) is None:
+                self.publish_crl(kind)
+        return created
+
+    def _create_service_credential(self, kind: CredentialKind, actor: Actor) -> None:
+        config = self._config
+        key = self._generate(_KEY_LABELS[kind])
+        public = keys.PublicKeyInfo.load(key.public_key or b"")
+        names = {
+            CredentialKind.ROOT_CA: config.root_name,
+            CredentialKind.ISSUING_CA: config.issuing_name,
+            CredentialKind.OCSP: config.ocsp_name,
+            CredentialKind.TSA: config.tsa_name,
+        }
+        subject = ca_subject(common_name=names[kind], organisation=config.organisation)
+        now = _now()
+        if kind is CredentialKind.ROOT_CA:
+            signer = HsmX509Signer(self._pool, key)
+            issuer_cert, urls = None, None
+        else:
+            issuer_kind = (
+                CredentialKind.ROOT_CA
+                if kind is CredentialKind.ISSUING_CA
+                else (CredentialKind.ISSUING_CA)
+            )
+            issuer = self._require_active(issuer_kind)
+            assert issuer.certificate is not None
+            signer = self._signer(issuer.key_id)
+            issuer_cert, urls = issuer.certificate, config.urls(issuer_kind)
+        profile = _PROFILES[kind]
+        not_after = now + default_validity(profile)
+        if issuer_cert is not None:
+            not_after = min(not_after, issuer_cert.not_valid_after)
+        certificate = issue_certificate(
+            profile=profile,
+            subject=subject,
+            public_key=public,
+            signer=signer,
+            issuer=issuer_cert,
+            not_before=now - _BACKDATE,
+            not_after=not_after,
+            urls=urls,
+        )
+        with self._engine.begin() as connection:
+            credential_id = self._insert_credential(
+                connection, kind=kind, key=key, unit_id=None, person_id=None, actor=actor
+            )
+            self._insert_certificate(connection, credential_id, certificate, actor)
+
+    # -- units and people ------------------------------------------------------------------
+
+    def add_unit(
+        self,
+        *,
+        kind: UnitKind,
+        code: str,
+        name: str,
+        province: str,
+        locality: str,
+        parent_id: int | None,
+        actor: Actor,
+    ) -> Unit:
+        code = code.strip()
+        if not code or len(code) > 32 or not code.isascii() or not code.replace("-", "").isalnum():
+            raise InvalidInputError("a unit code is 1 to 32 ASCII letters, digits or '-'")
+        # Built only to validate the texts (length, control characters) before storing them.
+        organisation_subject(
+            province=province, locality=locality, ministry=self._config.organisation, unit=name
+        )
+        with self._engine.begin() as connection:
+            expected_parent = _UNIT_PARENT[kind]
+            if expected_parent is None:
+                if parent_id is not None:
+                    raise InvalidInputError("a ministry has no parent unit")
+            else:
+                parent = self._unit(connection, parent_id) if parent_id is not None else None
+                if parent is None or parent.kind is not expected_parent:
+                    raise InvalidInputError(
+                        f"a {kind.value} unit belongs to a {expected_parent.value} unit"
+                    )
+            try:
+                unit_id = connection.execute(
+                    insert(pki_units)
+                    .values(
+                        parent_id=parent_id,
+                        kind=kind.value,
+                        code=code,
+                        name=name.strip(),
+                        province=province.strip(),
+                        locality=locality.strip(),
+                        created_at=_now(),
+                    )
+                    .returning(pki_units.c.id)
+                ).scalar_one()
+            except IntegrityError as ex:
+                raise ConflictError(
+                    f"a unit with code {code!r} or this name under the same parent exists"
+                ) from ex
+            AuditLog.append(
+                connection,
+                AuditEvent(
+                    time=datetime.now(UTC),
+                    action=Action.CONFIGURATION_CHANGED,
+                    actor=actor,
+                    outcome=Outcome(success=True),
+                    details={"change": "unit.added", "unit_id": unit_id, "code": code},
+                ),
+            )
+            unit = self._unit(connection, unit_id)
+            assert unit is not None
+            return unit
+
+    def units(self) -> list[Unit]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(pki_units).order_by(pki_units.c.id)).all()
+        return [_unit(row) for row in rows]
+
+    @staticmethod
+    def _unit(connection: Connection, unit_id: int) -> Unit | None:
+        row = connection.execute(select(pki_units).where(pki_units.c.id == unit_id)).first()
+        return None if row is None else _unit(row)
+
+    def add_person(
+        self,
+        *,
+        unit_id: int,
+        role: PersonRole,
+        full_name: str,
+        position: str,
+        cccd: str,
+        email: str,
+        actor: Actor,
+    ) -> Person:
+        cccd = validate_cccd(cccd)
+        email = validate_email(email)
+        with self._engine.begin() as connection:
+            unit = self._unit(connection, unit_id)
+            if unit is None:
+                raise NotFoundError(f"no unit {unit_id}")
+            # Validates every subject field the person's certificate will carry.
+            officer_subject(
+                province=unit.province,
+                locality=unit.locality,
+                ministry=self._config.organisation,
+                unit=unit.name,
+                full_name=full_name,
+                cccd=cccd,
+            )
+            try:
+                person_id = connection.execute(
+                    insert(pki_people)
+                    .values(
+                        unit_id=unit_id,
+                        role=role.value,
+                        full_name=full_name.strip(),
+                        position=position.strip(),
+                        cccd=cccd,
+                        email=email,
+                        created_at=_now(),
+                    )
+                    .returning(pki_people.c.id)
+                ).scalar_one()
+            except IntegrityError as ex:
+                raise ConflictError("a person with this CCCD number is already registered") from ex
+            AuditLog.append(
+                connection,
+                AuditEvent(
+                    time=datetime.now(UTC),
+                    action=Action.OFFICER_ENROLLED,
+                    actor=actor,
+                    outcome=Outcome(success=True),
+                    details={"person_id": person_id, "unit_id": unit_id, "role": role.value},
+                ),
+            )
+        return self.person(person_id)
+
+    def person(self, person_id: int) -> Person:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(pki_people).where(pki_people.c.id == person_id)).first()
+        if row is None:
+            raise NotFoundError(f"no person {person_id}")
+        return _person(row)
+
+    def people(self, *, unit_id: int | None = None) -> list[Person]:
+        query = select(pki_people).order_by(pki_people.c.id)
+        if unit_id is not None:
+            query = query.where(pki_people.c.unit_id == unit_id)
+        with self._engine.connect() as connection:
+            return [_person(row) for row in connection.execute(query).all()]
+
+    # -- enrolment -------------------------------------------------------------------------
+
+    def enroll_person(self, person_id: int, actor: Actor) -> Credential:
+        """Generate the person's signing key on the token and issue its certificate."""
+        person = self.person(person_id)
+        with self._engine.connect() as connection:
+            unit = self._unit(connection, person.unit_id)
+        assert unit is not None
+        subject = officer_subject(
+            province=unit.province,
+            locality=unit.locality,
+            ministry=self._config.organisation,
+            unit=unit.name,
+            full_name=person.full_name,
+            cccd=person.cccd,
+        )
+        return self._enroll(
+            kind=CredentialKind.OFFICER,
+            subject=subject,
+            label=f"officer-{person.id}",
+            unit_id=unit.id,
+            person_id=person.id,
+            email=person.email,
+            validity=self._config.officer_validity,
+            actor=actor,
+        )
+
+    def enroll_seal(self, unit_id: int, actor: Actor) -> Credential:
+        """Generate the unit's agency seal key on the token and issue its certificate."""
+        with self._engine.connect() as connection:
+            unit = self._unit(connection, unit_id)
+        if unit is None:
+            raise NotFoundError(f"no unit {unit_id}")
+        subject = organisation_subject(
+            province=unit.province,
+            locality=unit.locality,
+            ministry=self._config.organisation,
+            unit=unit.name,
+        )
+        return self._enroll(
+            kind=CredentialKind.SEAL,
+            subject=subject,
+            label=f"seal-{unit.code}",
+            unit_id=unit.id,
+            person_id=None,
+            email=None,
+            validity=self._config.seal_validity,
+            actor=actor,
+        )
+
+    def _enroll(
+        self,
+        *,
+        kind: CredentialKind,
+        subject: asn1_x509.Name,
+        label: str,
+        unit_id: int,
+        person_id: int | None,
+        email: str | None,
+        validity: timedelta,
+        actor: Actor,
+    ) -> Credential:
+        issuer = self._require_active(CredentialKind.ISSUING_CA)
+        assert issuer.certificate is not None
+        key = self._generate(label)
+        now = _now()
+        certificate = issue_certificate(
+            profile=_PROFILES[kind],
+            subject=subject,
+            public_key=keys.PublicKeyInfo.load(key.public_key or b""),
+            signer=self._signer(issuer.key_id),
+            issuer=issuer.certificate,
+            not_before=now - _BACKDATE,
+            not_after=min(now + validity, issuer.certificate.not_valid_after),
+            urls=self._config.urls(CredentialKind.ISSUING_CA),
+            email=email,
+        )
+        with self._engine.begin() as connection:
+            credential_id = self._insert_credential(
+                connection, kind=kind, key=key, unit_id=unit_id, person_id=person_id, actor=actor
+            )
+            self._insert_certificate(connection, credential_id, certificate, actor)
+        return self.credential(credential_id)
+
+    def _insert_credential(
+        self,
+        connection: Connection,
+        *,
+        kind: CredentialKind,
+        key: KeyInfo,
+        unit_id: int | None,
+        person_id: int | None,
+        actor: Actor,
+    ) -> int:
+        credential_id: int = connection.execute(
+            insert(pki_credentials)
+            .values(
+                kind=kind.value,
+                status=CredentialStatus.ACTIVE.value,
+                unit_id=unit_id,
+                person_id=person_id,
+                key_id=key.key_id.hex(),
+                key_spec=key.spec.value if key.spec else key.key_type,
+                external=False,
+                created_at=_now(),
+            )
+            .returning(pki_credentials.c.id)
+        ).scalar_one()
+        AuditLog.append(
+            connection,
+            AuditEvent(
+                time=datetime.now(UTC),
+                action=Action.KEY_GENERATED,
+                actor=actor,
+                outcome=Outcome(success=True),
+                subject=Subject(key_id=key.key_id.hex()),
+                details={"label": key.label, "credential_id": credential_id, "kind": kind.value},
+            ),
+        )
+        return credential_id
+
+    def _insert_certificate(
+        self,
+        connection: Connection,
+        credential_id: int,
+        certificate: asn1_x509.Certificate,
+        actor: Actor,
+    ) -> None:
+        serial = _serial_hex(certificate.serial_number)
+        connection.execute(
+            insert(pki_certificates).values(
+                credential_id=credential_id,
+                issuer_key_id=(
+                    certificate.authority_key_identifier or certificate.key_identifier
+                ).hex(),
+                serial=serial,
+                subject=display_name(certificate.subject),
+                not_before=certificate.not_valid_before,
+                not_after=certificate.not_valid_after,
+                der=certificate.dump(),
+                status=CertificateStatus.GOOD.value,
+                created_at=_now(),
+            )
+        )
+        AuditLog.append(
+            connection,
+            AuditEvent(
+                time=datetime.now(UTC),
+                action=Action.CERTIFICATE_ISSUED,
+                actor=actor,
+                outcome=Outcome(success=True),
+                subject=Subject(certificate_serial=serial, key_id=certificate.key_identifier.hex()),
+                details={"credential_id": credential_id},
+            ),
+        )
+
+    # -- credentials -----------------------------------------------------------------------
+
+    def credential(self, credential_id: int) -> Credential:
+        with self._engine.connect() as connection:
+            found = self._credentials(connection, pki_credentials.c.id == credential_id)
+        if not found:
+            raise NotFoundError(f"no credential {credential_id}")
+        return found[0]
+
+    def credentials(
+        self, *, person_id: int | None = None, unit_id: int | None = None
+    ) -> list[Credential]:
+        clauses = []
+        if person_id is not None:
+            clauses.append(pki_credentials.c.person_id == person_id)
+        if unit_id is not None:
+            clauses.append(pki_credentials.c.unit_id == unit_id)
+        with self._engine.connect() as connection:
+            return self._credentials(connection, *clauses)
+
+    @staticmethod
+    def _credentials(connection: Connection, *where: Any) -> list[Credential]:
+        newer = pki_certificates.alias("newer")
+        latest = (
+            select(func.max(newer.c.id))
+            .where(newer.c.credential_id == pki_credentials.c.id)
+            .correlate(pki_credentials)
+            .scalar_subquery()
+        )
+        rows = connection.execute(
+            select(
+                pki_credentials,
+                pki_certificates.c.der,
+                pki_certificates.c.serial,
+                pki_certificates.c.not_after,
+            )
+            .select_from(
+                pki_credentials.outerjoin(pki_certificates, pki_certificates.c.id == latest)
+            )
+            .where(*where)
+            .order_by(pki_credentials.c.id)
+        ).all()
+        return [_credential(row) for row in rows]
+
+    def _active(self, kind: CredentialKind) -> Credential | None:
+        with self._engine.connect() as connection:
+            found = self._credentials(
+                connection,
+                pki_credentials.c.kind == kind.value,
+                pki_credentials.c.status == CredentialStatus.ACTIVE.value,
+            )
+        return found[-1] if found else None
+
+    def _require_active(self, kind: CredentialKind) -> Credential:
+        found = self._active(kind)
+        if found is None or found.certificate is None:
+            raise NotFoundError(f"no active {kind.value} credential; run 'kyso init'")
+        return found
+
+    def ca_certificate(self, kind: CredentialKind) -> asn1_x509.Certificate:
+        certificate = self._require_active(kind).certificate
+        assert certificate is not None
+        return certificate
+
+    # -- status changes --------------------------------------------------------------------
+
+    def suspend(self, credential_id: int, actor: Actor) -> Credential:
+        return self._change_status(
+            credential_id, "suspend", RevocationReason.CERTIFICATE_HOLD, actor
+        )
+
+    def resume(self, credential_id: int, actor: Actor) -> Credential:
+        return self._change_status(credential_id, "resume", None, actor)
+
+    def revoke(self, credential_id: int, reason: RevocationReason, actor: Actor) -> Credential:
+        if reason is RevocationReason.CERTIFICATE_HOLD:
+            raise InvalidInputError("certificateHold is a suspension: use suspend")
+        return self._change_status(credential_id, "revoke", reason, actor)
+
+    def _change_status(
+        self,
+        credential_id: int,
+        change: str,
+        reason: RevocationReason | None,
+        actor: Actor,
+    ) -> Credential:
+        credential = self.credential(credential_id)
+        if credential.kind not in (CredentialKind.OFFICER, CredentialKind.SEAL):
+            raise InvalidInputError("only officer and seal credentials change status here")
+        allowed = {
+            "suspend": {CredentialStatus.ACTIVE},
+            "resume": {CredentialStatus.SUSPENDED},
+            "revoke": {CredentialStatus.ACTIVE, CredentialStatus.SUSPENDED},
+        }[change]
+        if credential.status not in allowed:
+            raise ConflictError(
+                f"credential {credential_id} is {credential.status.value}; cannot {change} it"
+            )
+        assert credential.serial is not None
+        new_status, cert_status, action = {
+            "suspend": (
+                CredentialStatus.SUSPENDED,
+                CertificateStatus.ON_HOLD,
+                Action.CERTIFICATE_SUSPENDED,
+            ),
+            "resume": (CredentialStatus.ACTIVE, CertificateStatus.GOOD, Action.CERTIFICATE_RESUMED),
+            "revoke": (
+                CredentialStatus.REVOKED,
+                CertificateStatus.REVOKED,
+                Action.CERTIFICATE_REVOKED,
+            ),
+        }[change]
+        now = _now()
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(pki_credentials)
+                .where(
+                    pki_credentials.c.id == credential_id,
+                    pki_credentials.c.status == credential.status.value,
+                )
+                .values(status=new_status.value)
+            ).rowcount
+            if changed != 1:
+                raise ConflictError(f"credential {credential_id} changed meanwhile; try again")
+            connection.execute(
+                update(pki_certificates)
+                .where(
+                    pki_certificates.c.credential_id == credential_id,
+                    pki_certificates.c.serial == credential.serial,
+                )
+                .values(
+                    status=cert_status.value,
+                    revoked_at=None if reason is None else now,
+                    reason=None if reason is None else reason.value,
+                )
+            )
+            connection.execute(update(pki_state).values(generation=pki_state.c.generation + 1))
+            AuditLog.append(
+                connection,
+                AuditEvent(
+                    time=datetime.now(UTC),
+                    action=action,
+                    actor=actor,
+                    outcome=Outcome(success=True),
+                    subject=Subject(certificate_serial=credential.serial, key_id=credential.key_id),
+                    details={
+                        "credential_id": credential_id,
+                        **({"reason": reason.value} if reason else {}),
+                    },
+                ),
+            )
+            # The CRL changes with the status, in the same transaction.
+            self._publish_crl(connection, CredentialKind.ISSUING_CA, now)
+        return self.credential(credential_id)
+
+    def status_generation(self) -> int:
+        """Bumped by every status change; OCSP caches compare it."""
+        with self._engine.connect() as connection:
+            return int(connection.execute(select(pki_state.c.generation)).scalar_one())
+
+    # -- CRLs ------------------------------------------------------------------------------
+
+    def publish_crl(self, kind: CredentialKind) -> bytes:
+        """Sign and store a new CRL for the CA ``kind``; returns its DER."""
+        with self._engine.begin() as connection:
+            return self._publish_crl(connection, kind, _now())
+
+    def _publish_crl(self, connection: Connection, kind: CredentialKind, now: datetime) -> bytes:
+        ca = self._require_active(kind)
+        assert ca.certificate is not None
+        issuer_key_id = ca.certificate.key_identifier.hex()
+        last = connection.execute(
+            select(func.max(pki_crls.c.number)).where(pki_crls.c.issuer_key_id == issuer_key_id)
+        ).scalar()
+        number = 1 if last is None else int(last) + 1
+        revoked = [
+            RevokedEntry(
+                serial=int(row.serial, 16),
+                revoked_at=row.revoked_at
+                if row.revoked_at.tzinfo
+                else row.revoked_at.replace(tzinfo=UTC),
+                reason=RevocationReason(row.reason),
+            )
+            for row in connection.execute(
+                select(
+                    pki_certificates.c.serial,
+                    pki_certificates.c.revoked_at,
+                    pki_certificates.c.reason,
+                ).where(
+                    pki_certificates.c.issuer_key_id == issuer_key_id,
+                    pki_certificates.c.status != CertificateStatus.GOOD.value,
+                )
+            ).all()
+        ]
+        next_update = now + self._config.crl_validity
+        crl = build_crl(
+            issuer=ca.certificate,
+            signer=self._signer(ca.key_id),
+            number=number,
+            this_update=now,
+            next_update=next_update,
+            revoked=revoked,
+        )
+        der: bytes = crl.dump()
+        try:
+            connection.execute(
+                insert(pki_crls).values(
+                    issuer_key_id=issuer_key_id,
+                    number=number,
+                    this_update=now,
+                    next_update=next_update,
+                    der=der,
+                )
+            )
+        except IntegrityError as ex:
+            raise ConflictError("another process published a CRL at the same time") from ex
+        return der
+
+    def _latest_crl(self, kind: CredentialKind) -> Row[Any, Any, Any] | None:
+        ca = self._active(kind)
+        if ca is None or ca.certificate is None:
+            return None
+        with self._engine.connect() as connection:
+            return connection.execute(
+                select(pki_crls.c.der, pki_crls.c.this_update, pki_crls.c.next_update)
+                .where(pki_crls.c.issuer_key_id == ca.certificate.key_identifier.hex())
+                .order_by(pki_crls.c.number.desc())
+                .limit(1)
+            ).first()
+
+    def current_crl(self, kind: CredentialKind) -> bytes:
+        """The CA's latest CRL, re-signed first when half its validity has passed."""
+        row = self._latest_crl(kind)
+        now = _now()
+        if row is not None:
+            this_update = _aware(row.this_update)
+            next_update = _aware(row.next_update)
+            if now < this_update + (next_update - this_update) / 2:
+                return bytes(row.der)
+        try:
+            return self.publish_crl(kind)
+        except ConflictError:
+            row = self._latest_crl(kind)
+            assert row is not None
+            return bytes(row.der)
+
+    # -- OCSP and TSA ----------------------------------------------------------------------
+
+    def certificate_status(self, issuer: cx509.Certificate, serial: int) -> CertStatus:
+        """OCSP status of ``serial`` among the certificates ``issuer`` issued."""
+        issuer_key_id = issuer.extensions.get_extension_for_class(
+            cx509.SubjectKeyIdentifier
+        ).value.digest.hex()
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    pki_certificates.c.status,
+                    pki_certificates.c.revoked_at,
+                    pki_certificates.c.reason,
+                ).where(
+                    pki_certificates.c.issuer_key_id == issuer_key_id,
+                    pki_certificates.c.serial == _serial_hex(serial),
+                )
+            ).first()
+        if row is None:
+            return UNKNOWN
+        if row.status == CertificateStatus.GOOD.value:
+            return GOOD
+        return CertStatus(
+            state=CertState.REVOKED, revoked_at=_aware(row.revoked_at), reason=row.reason
+        )
+
+    def ocsp_responder(self) -> OcspResponder:
+        responder = self._require_active(CredentialKind.OCSP)
+        assert responder.certificate is not None
+        return OcspResponder(
+            signer=self._signer(responder.key_id),
+            responder_cert=_cryptography(responder.certificate),
+            issuers=[_cryptography(self.ca_certificate(kind)) for kind in CA_NAMES],
+            lookup=self.certificate_status,
+            validity=self._config.ocsp_validity,
+        )
+
+    def timestamp_authority(self) -> TimeStampAuthority:
+        tsa = self._require_active(CredentialKind.TSA)
+        assert tsa.certificate is not None
+        return TimeStampAuthority(
+            signer=self._signer(tsa.key_id),
+            certificate=_cryptography(tsa.certificate),
+            chain=[
+                _cryptography(self.ca_certificate(kind))
+                for kind in (CredentialKind.ISSUING_CA, CredentialKind.ROOT_CA)
+            ],
+            policy=TSA_POLICY_OID,
+            serials=self.next_timestamp_serial,
+        )
+
+    def next_timestamp_serial(self) -> int:
+        """A serial unique across processes: the id of a new row."""
+        with self._engine.begin() as connection:
+            return int(
+                connection.execute(
+                    insert(pki_timestamps)
+                    .values(created_at=_now())
+                    .returning(pki_timestamps.c.serial)
+                ).scalar_one()
+            )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _cryptography(certificate: asn1_x509.Certificate) -> cx509.Certificate:
+    return cx509.load_der_x509_certificate(certificate.dump())
+
+
+def _unit(row: Row[Any]) -> Unit:
+    return Unit(
+        id=row.id,
+        parent_id=row.parent_id,
+        kind=UnitKind(row.kind),
+        code=row.code,
+        name=row.name,
+        province=row.province,
+        locality=row.locality,
+    )
+
+
+def _person(row: Row[Any]) -> Person:
+    return Person(
+        id=row.id,
+        unit_id=row.unit_id,
+        role=PersonRole(row.role),
+        full_name=row.full_name,
+        position=row.position,
+        cccd=row.cccd,
+        email=row.email,
+    )
+
+
+def _credential(row: Row[Any]) -> Credential:
+    return Credential(
+        id=row.id,
+        kind=CredentialKind(row.kind),
+        status=CredentialStatus(row.status),
+        unit_id=row.unit_id,
+        person_id=row.person_id,
+        key_id=row.key_id,
+        key_spec=row.key_spec,
+        external=bool(row.external),
+        certificate=None if row.der is None else asn1_x509.Certificate.load(bytes(row.der)),
+        serial=row.serial,
+        not_after=None if row.not_after is None else _aware(row.not_after),
+    )
