@@ -79,11 +79,7 @@ DEFAULT_BATCH = 5000
 """Most pending entries one :meth:`AuditLog.sequence` call places in the tree."""
 
 GROUP_COMMIT_MAX = 1000
-"""Most events :meth:`AuditLog.record` commits in one statement."""
-
-GROUP_COMMIT_LEADERS = 4
-"""Commits :meth:`AuditLog.record` keeps in flight at once (per process): while one waits for
-the disk, the next batch is already being sent."""
+"""Most events :meth:`AuditLog.record` commits in one transaction."""
 
 _VERIFY_PAGE = 5000
 _CHECKPOINT_EVENTS_MAX = 8
@@ -207,21 +203,26 @@ class _Queued:
     row: dict[str, object]
     done: bool = False
     entry_id: int = 0
-    error: SQLAlchemyError | None = None
+    error: BaseException | None = None
 
 
 class _GroupCommit:
     """Leader/follower group commit of events recorded on their own.
 
     Callers queue their row; one of them at a time (the leader) writes everything queued, up
-    to :data:`GROUP_COMMIT_MAX` rows, as one autocommit INSERT, and repeats until its own row
-    is in; the others wait and return when theirs is. Durability is the same as one
+    to :data:`GROUP_COMMIT_MAX` rows, in one transaction, and repeats until its own row is
+    in; the others wait and return when theirs is. Durability is the same as one
     transaction per event, but a commit's cost is shared by everyone who arrived during the
     previous one. (Measured: two leaders in flight were slower than one.)
+
+    A batch commits or fails as a whole, and when it fails every caller in it gets the
+    error: no caller is told "failed" for an event that was stored, nor handed an id for one
+    that was not.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
         self._changed = threading.Condition()
         self._queue: list[_Queued] = []
         self._leading = False
@@ -249,32 +250,60 @@ class _GroupCommit:
                 with self._changed:
                     self._leading = False
                     self._changed.notify_all()
-        if mine.error is not None:
-            raise _storage_error("recording an audit event failed", mine.error) from mine.error
+        error = mine.error
+        if isinstance(error, SQLAlchemyError):
+            raise _storage_error("recording an audit event failed", error) from error
+        if error is not None:
+            raise LogError(
+                f"recording an audit event failed: {type(error).__name__}",
+                reason=LogFailure.STORAGE,
+            ) from error
         return mine.entry_id
 
     def _write(self, batch: list[_Queued]) -> None:
         try:
-            if self._connection is None:
-                self._connection = self._engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
-                )
-            # One multi-row INSERT in autocommit mode is atomic and durable in one round trip
-            # (BEGIN / INSERT / COMMIT take three), on a connection the leader keeps, so no
-            # pool check-out, ping or reset is paid per batch.
-            rows = [q.row for q in batch]
-            ids = self._connection.execute(_INSERT_ENTRIES, rows).scalars().all()
-        except SQLAlchemyError as ex:
-            self.close(invalidate=True)
+            ids = self._insert([q.row for q in batch])
+            for queued, entry_id in zip(batch, ids, strict=True):
+                queued.entry_id = entry_id
+        except BaseException as ex:
+            # Whatever the failure, each follower must hear of it: a row marked done without
+            # an error would hand its caller entry id 0 as a success.
             for queued in batch:
                 queued.error = ex
+            with contextlib.suppress(SQLAlchemyError):
+                self.close(invalidate=True)
+            if not isinstance(ex, Exception):
+                raise  # an interrupt of the leader's thread goes on up
         else:
-            for queued, entry_id in zip(batch, ids, strict=True):
-                queued.entry_id = int(entry_id)
             APPENDS.inc(len(batch))
         finally:
             for queued in batch:
                 queued.done = True
+
+    def _insert(self, rows: list[dict[str, object]]) -> list[int]:
+        if self._connection is None:
+            # Kept by the leaders, so no pool check-out, ping or reset is paid per batch.
+            self._connection = self._engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT", insertmanyvalues_page_size=GROUP_COMMIT_MAX
+            )
+        connection = self._connection
+        if self._sqlite:
+            # SQLite does not promise RETURNING rows in VALUES order, so SQLAlchemy sends one
+            # INSERT per row; in autocommit mode each would be its own transaction (a flush
+            # to disk each, and a batch that could half commit). One explicit transaction
+            # makes the batch one commit; the busy timeout applies to BEGIN IMMEDIATE. On
+            # error the connection is discarded, which rolls the transaction back.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            ids: list[int] = []
+            for row in rows:
+                primary_key = connection.execute(_INSERT_ENTRY, row).inserted_primary_key
+                assert primary_key is not None
+                ids.append(int(primary_key[0]))
+            connection.exec_driver_sql("COMMIT")
+            return ids
+        # One multi-row INSERT (a page holds the whole batch) in autocommit mode is atomic
+        # and durable in one round trip; BEGIN / INSERT / COMMIT would take three.
+        return [int(i) for i in connection.execute(_INSERT_ENTRIES, rows).scalars().all()]
 
     def close(self, *, invalidate: bool = False) -> None:
         """Give the kept connection back (or discard it after an error)."""
@@ -301,6 +330,21 @@ class AuditLog:
     def origin(self) -> str:
         """The log's identity, first line of every checkpoint."""
         return self._origin
+
+    @property
+    def signer(self) -> NoteSigner | None:
+        """The checkpoint signer, or None while the log has none."""
+        return self._signer
+
+    def close(self) -> None:
+        """Give back the connection :meth:`record` keeps; the log stays usable."""
+        self._group.close()
+
+    def set_signer(self, signer: NoteSigner) -> None:
+        """Give checkpoints their signer, for a log opened before its key could be found
+        (not created yet, or the HSM down at start-up). Checkpoints published from now on
+        are signed by it; a checkpoint being signed right now finishes with the old one."""
+        self._signer = signer
 
     # -- admission ---------------------------------------------------------------------------
 
