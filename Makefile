@@ -21,7 +21,7 @@ TEST_PACKAGES := softhsm2 openssl
 .PHONY: help run test bench setup venv system-packages token database postgres lint clean
 
 help:
-	@echo "make run    set up (venv, SoftHSM2, token, database) and serve on http://127.0.0.1:8000"
+	@echo "make run    set up (venv, SoftHSM2, token, database, demo PKI) and serve on http://127.0.0.1:8000"
 	@echo "make test   set up, then ruff, mypy, import-linter and pytest (SQLite and PostgreSQL)"
 	@echo "make bench  benchmarks: HSM signing (raw python-pkcs11 against the pool), audit log"
 
@@ -76,7 +76,7 @@ token: venv system-packages
 	$(BIN)/python softhsm/provision.py --data-dir "$(KYSO_DATA_DIR)"
 
 database: venv token
-	$(BIN)/kyso init
+	$(BIN)/kyso init --demo
 
 # The suite also runs against PostgreSQL: start the local cluster when it is installed
 # but down; install one (trust auth on 127.0.0.1 only) when there is none at all.

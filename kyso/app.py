@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -15,13 +18,23 @@ from fastapi.responses import JSONResponse
 from audit import AuditError
 from hsm import HsmError, KeyInfo, SessionPool
 from kyso import __version__, db
-from kyso.audit_service import checkpoint_forever, open_audit_log, publish, sequence_forever
+from kyso.audit_service import (
+    adopt_audit_key,
+    checkpoint_forever,
+    open_audit_log,
+    publish,
+    sequence_forever,
+)
 from kyso.errors import KysoError
 from kyso.logs import configure_logging, new_request_id, request_id
+from kyso.pki_service import PkiServices, make_authority, watch_expiry
+from kyso.routers import admin as admin_routes
 from kyso.routers import audit as audit_routes
 from kyso.routers import health
+from kyso.routers import pki as pki_routes
 from kyso.runtime import Runtime, report_key_problems
 from kyso.settings import Settings, load_settings
+from pki.errors import PkiError
 
 log = logging.getLogger("kyso")
 access_log = logging.getLogger("kyso.access")
@@ -36,15 +49,25 @@ _STATUS = {
     "audit.log.bad_range": 422,
     "audit.log.beyond_size": 422,
     "audit.inconsistent": 500,
+    "kyso.forbidden": 403,
+    "kyso.body_too_large": 413,
+    "pki.not_found": 404,
+    "pki.conflict": 409,
+    "pki.credential_unusable": 409,
+    "pki.signature_check_failed": 502,
+    "pki.unavailable": 503,
 }
 """HTTP status per stable error code, for every error root; ``audit.proof.*`` (a request
-the tree cannot answer) is 422, and anything else means 503 (try later)."""
+the tree cannot answer) and the other ``pki.*`` codes (bad input: names, CCCD, CSR,
+certificates, untrusted chains) are 422, and anything else means 503 (try later)."""
 
 
 def status_for(code: str) -> int:
-    if code.startswith("audit.proof."):
+    if code in _STATUS:
+        return _STATUS[code]
+    if code.startswith(("audit.proof.", "pki.")):
         return 422
-    return _STATUS.get(code, 503)
+    return 503
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -62,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await run_in_threadpool(db.upgrade, engine)
         pool = SessionPool(settings.hsm_config())
-        keys: list[KeyInfo] = []
+        keys: list[KeyInfo] | None = None
         try:
             await pool.open()
             # Listed once: for the key audit and to find the audit checkpoint key.
@@ -72,16 +95,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Stay up with /readyz red: the pool retries on the next readiness probe.
             log.error("HSM not ready at start-up: %s", ex.message, extra={"code": ex.code})
         audit_log, vkey = open_audit_log(settings, engine, pool.blocking, keys)
+        authority = make_authority(settings, engine, pool.blocking)
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
             hsm=pool,
             audit=audit_log,
             audit_vkey=vkey,
+            pki=PkiServices(authority, settings),
         )
+
+        def show_audit_vkey(found: str) -> None:
+            # The runtime stays the one holder of the verifier key /audit/public-key serves.
+            app.state.runtime = dataclasses.replace(app.state.runtime, audit_vkey=found)
+
+        # Without its key at start-up, the log looks for it at every checkpoint interval.
+        can_sign = functools.partial(adopt_audit_key, audit_log, settings, pool, show_audit_vkey)
         tasks = [
             asyncio.create_task(sequence_forever(audit_log, settings.audit_sequence_interval)),
-            asyncio.create_task(checkpoint_forever(audit_log, settings.audit_checkpoint_interval)),
+            asyncio.create_task(
+                checkpoint_forever(audit_log, settings.audit_checkpoint_interval, can_sign)
+            ),
+            asyncio.create_task(
+                watch_expiry(authority, timedelta(days=settings.pki_expiry_warning_days))
+            ),
         ]
         log.info(
             "Kyso started",
@@ -94,7 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             # Sign what was admitted before stopping, so no event waits for the next start.
-            await publish(audit_log)
+            if audit_log.signer is not None:
+                await publish(audit_log)
+            audit_log.close()
             await pool.close()
             engine.dispose()
 
@@ -149,10 +188,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("%s", ex.message, extra={"code": ex.code})
         return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
 
+    @app.exception_handler(PkiError)
+    async def pki_error(_request: Request, ex: PkiError) -> JSONResponse:
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
+
     @app.exception_handler(AuditError)
     async def audit_error(_request: Request, ex: AuditError) -> JSONResponse:
         return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
 
     app.include_router(health.router)
     app.include_router(audit_routes.router)
+    app.include_router(pki_routes.router)
+    app.include_router(admin_routes.router)
     return app

@@ -5,15 +5,16 @@ Errors print a one-line diagnosis and exit 1; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from cryptography.exceptions import InvalidSignature
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditError, merkle
+from audit.events import Actor
 from audit.log import AuditLog
 from audit.note import NoteVerifier
 from audit.verify import VerificationReport, export, verify_export
@@ -39,10 +41,17 @@ from hsm import (
 from kyso import __version__, db
 from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
+from kyso.demo import create_demo
 from kyso.errors import KysoError
+from kyso.pki_service import CA_BY_NAME, make_authority, open_trust_store
 from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
 from kyso.tables import hsm_keys
+from pki.authority import Authority, Credential, Person, Unit
+from pki.certificates import to_pem
+from pki.crl import RevocationReason
+from pki.errors import PkiError
+from pki.store import CredentialKind, PersonRole, UnitKind
 
 app = typer.Typer(
     help="Kyso (ký số): HSM-backed signing, PKI, verification and audit core.",
@@ -55,6 +64,14 @@ app.add_typer(db_app, name="db")
 audit_app = typer.Typer(help="The audit log: export, verify, tail, proofs.", no_args_is_help=True)
 app.add_typer(hsm_app, name="hsm")
 app.add_typer(audit_app, name="audit")
+unit_app = typer.Typer(help="Units: ministry, province and commune police.", no_args_is_help=True)
+officer_app = typer.Typer(
+    help="Officers and clerks, and their signing credentials.", no_args_is_help=True
+)
+pki_app = typer.Typer(help="The certificate authority: root, CRLs, trust.", no_args_is_help=True)
+app.add_typer(unit_app, name="unit")
+app.add_typer(officer_app, name="officer")
+app.add_typer(pki_app, name="pki")
 
 T = TypeVar("T")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -119,8 +136,13 @@ def serve(
 
 
 @app.command()
-def init() -> None:
-    """Idempotent set-up: migrate the database, create the audit key, audit the token's keys."""
+def init(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also create the demo units, people and credentials.")
+    ] = False,
+) -> None:
+    """Idempotent set-up: migrate the database, create the audit key and the CA hierarchy
+    (root, issuing CA, OCSP responder, TSA), audit the token's keys."""
     current = settings()
     engine = db.make_engine(current.sqlalchemy_url)
     try:
@@ -142,6 +164,19 @@ def init() -> None:
                 f"audit key: {audit_key.key_id.hex()} ({audit_key.spec.value}) {state}; "
                 f"verifier key: {signer.vkey()}"
             )
+            authority = make_authority(current, engine, pool)
+            created_kinds = authority.ensure_hierarchy(cli_actor())
+            for kind in (
+                CredentialKind.ROOT_CA,
+                CredentialKind.ISSUING_CA,
+                CredentialKind.OCSP,
+                CredentialKind.TSA,
+            ):
+                made = "created" if kind in created_kinds else "present"
+                typer.echo(f"{kind.value}: {made}")
+            if demo:
+                path = current.data_path / "demo.json"
+                typer.echo(f"demo: {create_demo(authority, cli_actor(), path)} ({path})")
             keys = pool.list_keys()
             refused = report_key_problems(keys)
             typer.echo(f"keys: {len(keys)} on the token, {len(refused)} refused for signing")
@@ -471,10 +506,360 @@ def audit_proof(
     )
 
 
+# -- PKI: units, officers, credentials, the CA ---------------------------------------------
+
+
+def cli_actor() -> Actor:
+    """Who acts from the command line: the operating-system account, as an administrator."""
+    return Actor(id=f"cli:{getpass.getuser()}", role="system-admin")
+
+
+@contextmanager
+def open_authority() -> Iterator[Authority]:
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            yield make_authority(current, engine, pool)
+    finally:
+        engine.dispose()
+
+
+def _unit_line(unit: Unit) -> str:
+    parent = "-" if unit.parent_id is None else str(unit.parent_id)
+    return f"{unit.id}\t{unit.kind.value}\t{unit.code}\t{unit.name}\t(parent {parent})"
+
+
+def _person_line(person: Person) -> str:
+    return (
+        f"{person.id}\t{person.role.value}\tunit {person.unit_id}\t{person.full_name}\t"
+        f"{person.position}\t{person.email}"
+    )
+
+
+def _credential_line(credential: Credential) -> str:
+    data = credential.as_dict()
+    return (
+        f"credential {data['id']}\t{data['kind']}\t{data['status']}\tserial {data['serial']}\t"
+        f"until {data['not_after']}\t{data['subject']}"
+    )
+
+
+@unit_app.command("add")
+def unit_add(
+    kind: Annotated[UnitKind, typer.Option(help="ministry, province or commune.")],
+    code: Annotated[str, typer.Option(help="Short stable code, e.g. CAP-BT.")],
+    name: Annotated[str, typer.Option(help="Name, e.g. 'Công an phường Bến Thành'.")],
+    province: Annotated[str, typer.Option(help="Province (ST of subjects).")],
+    locality: Annotated[str, typer.Option(help="Locality (L of subjects).")],
+    parent: Annotated[int | None, typer.Option(help="Parent unit id.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a unit to the tree (ministry → province → commune)."""
+    with open_authority() as authority:
+        unit = authority.add_unit(
+            kind=kind,
+            code=code,
+            name=name,
+            province=province,
+            locality=locality,
+            parent_id=parent,
+            actor=cli_actor(),
+        )
+    typer.echo(
+        json.dumps(vars(unit) | {"kind": unit.kind.value}, ensure_ascii=False)
+        if as_json
+        else _unit_line(unit)
+    )
+
+
+@unit_app.command("list")
+def unit_list(as_json: JsonOption = False) -> None:
+    """List the units."""
+    with open_authority() as authority:
+        units = authority.units()
+    if as_json:
+        echo_json([vars(u) | {"kind": u.kind.value} for u in units])
+        return
+    for unit in units:
+        typer.echo(_unit_line(unit))
+
+
+@unit_app.command("seal")
+def unit_seal(
+    unit_id: Annotated[int, typer.Argument(help="Unit id.")], as_json: JsonOption = False
+) -> None:
+    """Create the unit's agency seal credential (key on the token, certificate by the CA)."""
+    with open_authority() as authority:
+        credential = authority.enroll_seal(unit_id, cli_actor())
+    typer.echo(
+        json.dumps(credential.as_dict(), ensure_ascii=False)
+        if as_json
+        else _credential_line(credential)
+    )
+
+
+@officer_app.command("add")
+def officer_add(
+    unit: Annotated[int, typer.Option(help="Unit id.")],
+    name: Annotated[str, typer.Option(help="Full name, e.g. 'Nguyễn Văn Ánh'.")],
+    position: Annotated[str, typer.Option(help="Position or title.")],
+    cccd: Annotated[str, typer.Option(help="12-digit citizen identity number.")],
+    email: Annotated[str, typer.Option(help="Official e-mail address.")],
+    role: Annotated[PersonRole, typer.Option(help="officer or clerk (văn thư).")] = (
+        PersonRole.OFFICER
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Register an officer or clerk of a unit."""
+    with open_authority() as authority:
+        person = authority.add_person(
+            unit_id=unit,
+            role=role,
+            full_name=name,
+            position=position,
+            cccd=cccd,
+            email=email,
+            actor=cli_actor(),
+        )
+    typer.echo(
+        json.dumps(vars(person) | {"role": person.role.value}, ensure_ascii=False)
+        if as_json
+        else _person_line(person)
+    )
+
+
+@officer_app.command("list")
+def officer_list(
+    unit: Annotated[int | None, typer.Option(help="Only this unit.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List officers and clerks."""
+    with open_authority() as authority:
+        people = authority.people(unit_id=unit)
+    if as_json:
+        echo_json([vars(p) | {"role": p.role.value} for p in people])
+        return
+    for person in people:
+        typer.echo(_person_line(person))
+
+
+@officer_app.command("show")
+def officer_show(
+    person_id: Annotated[int, typer.Argument(help="Person id.")], as_json: JsonOption = False
+) -> None:
+    """Show a person and their credentials."""
+    with open_authority() as authority:
+        person = authority.person(person_id)
+        credentials = authority.credentials(person_id=person_id)
+    if as_json:
+        echo_json(
+            vars(person)
+            | {"role": person.role.value, "credentials": [c.as_dict() for c in credentials]}
+        )
+        return
+    typer.echo(_person_line(person))
+    for credential in credentials:
+        typer.echo("  " + _credential_line(credential))
+
+
+@officer_app.command("enroll")
+def officer_enroll(
+    person_id: Annotated[int, typer.Argument(help="Person id.")], as_json: JsonOption = False
+) -> None:
+    """Generate the person's key on the token and have Kyso's CA issue the certificate."""
+    with open_authority() as authority:
+        credential = authority.enroll_person(person_id, cli_actor())
+    typer.echo(
+        json.dumps(credential.as_dict(), ensure_ascii=False)
+        if as_json
+        else _credential_line(credential)
+    )
+
+
+CredentialArg = Annotated[int, typer.Argument(help="Credential id.")]
+
+
+@officer_app.command("suspend")
+def officer_suspend(credential_id: CredentialArg) -> None:
+    """Put a credential on hold (certificateHold); it cannot sign until resumed."""
+    with open_authority() as authority:
+        typer.echo(_credential_line(authority.suspend(credential_id, cli_actor())))
+
+
+@officer_app.command("resume")
+def officer_resume(credential_id: CredentialArg) -> None:
+    """Take a suspended credential off hold."""
+    with open_authority() as authority:
+        typer.echo(_credential_line(authority.resume(credential_id, cli_actor())))
+
+
+@officer_app.command("revoke")
+def officer_revoke(
+    credential_id: CredentialArg,
+    reason: Annotated[RevocationReason, typer.Option(help="RFC 5280 reason.")] = (
+        RevocationReason.UNSPECIFIED
+    ),
+) -> None:
+    """Revoke a credential's certificate for good."""
+    with open_authority() as authority:
+        typer.echo(_credential_line(authority.revoke(credential_id, reason, cli_actor())))
+
+
+@officer_app.command("csr")
+def officer_csr(
+    person: Annotated[int | None, typer.Option(help="Officer: new key and request.")] = None,
+    unit: Annotated[int | None, typer.Option(help="Agency seal: new key and request.")] = None,
+    credential: Annotated[
+        int | None, typer.Option(help="Export the request of a pending credential again.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the PEM here, not to stdout.")] = None,
+) -> None:
+    """Generate a key on the token and a PKCS#10 request for an external CA."""
+    if sum(x is not None for x in (person, unit, credential)) != 1:
+        raise KysoError("give exactly one of --person, --unit or --credential")
+    with open_authority() as authority:
+        if credential is not None:
+            pem = authority.csr(credential)
+            credential_id = credential
+        else:
+            pending, pem = authority.request_certificate(
+                person_id=person, unit_id=unit, actor=cli_actor()
+            )
+            credential_id = pending.id
+    if out is None:
+        sys.stdout.write(pem.decode("ascii"))
+    else:
+        out.write_bytes(pem)
+    typer.echo(
+        f"pending credential {credential_id}: send the request to the CA, then run "
+        f"'kyso officer import-cert {credential_id} FILE'",
+        err=True,
+    )
+
+
+@officer_app.command("import-cert")
+def officer_import_cert(
+    credential_id: CredentialArg,
+    file: Annotated[Path, typer.Argument(help="PEM: the certificate, then its chain.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Activate a pending credential with the certificate an external CA returned; it must
+    match the key on the token and chain to an anchor of the trust store."""
+    data = file.read_bytes()
+    with open_authority() as authority:
+        anchors = open_trust_store(settings(), authority).current.anchors
+        imported = authority.import_certificate(
+            credential_id, data, anchors=anchors, actor=cli_actor()
+        )
+    typer.echo(
+        json.dumps(imported.as_dict(), ensure_ascii=False)
+        if as_json
+        else _credential_line(imported)
+    )
+
+
+@officer_app.command("renew")
+def officer_renew(
+    credential_id: CredentialArg,
+    rekey: Annotated[bool, typer.Option(help="New key too (the old certificate is revoked).")] = (
+        False
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new certificate (and with --rekey a new key) replacing an active credential."""
+    with open_authority() as authority:
+        renewed = authority.renew(credential_id, cli_actor(), rekey=rekey)
+    typer.echo(
+        json.dumps(renewed.as_dict(), ensure_ascii=False) if as_json else _credential_line(renewed)
+    )
+
+
+CaOption = Annotated[Literal["root", "issuing"], typer.Option("--ca", help="Which CA.")]
+
+
+@pki_app.command("export-root")
+def pki_export_root() -> None:
+    """Print the root CA certificate (PEM) to standard output."""
+    with open_authority() as authority:
+        certificate = authority.ca_certificate(CredentialKind.ROOT_CA)
+    sys.stdout.write(to_pem(certificate).decode("ascii"))
+
+
+@pki_app.command("crl")
+def pki_crl(
+    ca: CaOption = "issuing",
+    out: Annotated[Path | None, typer.Option(help="Also write the DER CRL to this file.")] = None,
+) -> None:
+    """Sign and publish a new CRL now."""
+    with open_authority() as authority:
+        der = authority.publish_crl(CA_BY_NAME[ca])
+    if out is not None:
+        out.write_bytes(der)
+    typer.echo(f"published a new {ca} CRL ({len(der)} bytes)")
+
+
+@pki_app.command("expiring")
+def pki_expiring(
+    days: Annotated[int | None, typer.Option(min=0, max=3650, help="Window in days.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Active credentials whose certificate ends within the window (default
+    KYSO_PKI_EXPIRY_WARNING_DAYS), soonest first."""
+    window = days if days is not None else settings().pki_expiry_warning_days
+    with open_authority() as authority:
+        found = authority.expiring(timedelta(days=window))
+    if as_json:
+        echo_json([c.as_dict() for c in found])
+        return
+    if not found:
+        typer.echo(f"no credential ends within {window} days")
+    for credential in found:
+        typer.echo(_credential_line(credential))
+
+
+trust_app = typer.Typer(
+    help="The trust store: anchors for external certificates.", no_args_is_help=True
+)
+pki_app.add_typer(trust_app, name="trust")
+
+
+@trust_app.command("add")
+def pki_trust_add(
+    file: Annotated[Path, typer.Argument(help="One CA certificate, PEM or DER.")],
+    name: Annotated[str, typer.Option(help="Short file-name label, e.g. national-root.")],
+    intermediate: Annotated[
+        bool, typer.Option(help="Trust a CA that is not self-signed (explicitly).")
+    ] = False,
+) -> None:
+    """Trust an external root (e.g. the national root CA) for imports and verification."""
+    with open_authority() as authority:
+        entry = open_trust_store(settings(), authority).add_anchor(
+            file.read_bytes(), name=name, allow_intermediate=intermediate
+        )
+    typer.echo(f"trusted {entry.subject} (SHA-256 {entry.fingerprint})")
+
+
+@trust_app.command("list")
+def pki_trust_list(as_json: JsonOption = False) -> None:
+    """Anchors (Kyso's root included) and intermediates of the trust store."""
+    with open_authority() as authority:
+        entries = open_trust_store(settings(), authority).list()
+    if as_json:
+        echo_json([e.as_dict() for e in entries])
+        return
+    for entry in entries:
+        role = "anchor" if entry.anchor else "intermediate"
+        typer.echo(
+            f"{role}\t{entry.fingerprint}\tuntil {entry.not_after:%Y-%m-%d}\t{entry.subject}"
+        )
+
+
 def _run_guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except (HsmError, KysoError, AuditError) as ex:
+    except (HsmError, KysoError, AuditError, PkiError) as ex:
         if state.debug:
             traceback.print_exc()
         typer.echo(f"error: {ex.diagnostics()}", err=True)

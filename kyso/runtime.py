@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from audit.log import AuditLog
 from hsm import KeyInfo, SessionPool
+from kyso.pki_service import PkiServices
 from kyso.settings import Settings
 
 log = logging.getLogger("kyso")
@@ -23,6 +24,8 @@ class Runtime:
     """The audit log (``None`` only if it could not be opened)."""
     audit_vkey: str | None = None
     """Verifier key of the checkpoint key, when the token has one."""
+    pki: PkiServices | None = None
+    """The CA, OCSP responder and TSA."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

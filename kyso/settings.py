@@ -80,6 +80,47 @@ class Settings(BaseSettings):
         0.2, gt=0, le=60, description="Seconds between sequencing passes of the audit log."
     )
 
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=200,
+        description="Base URL of the public endpoints written into certificates (AIA, CRL "
+        "distribution point) and QR links; default http://<host>:<port>.",
+    )
+    pki_organisation: str = Field(
+        "Bộ Công an",
+        min_length=1,
+        max_length=64,
+        description="O of the CA certificates and of officer and seal subjects.",
+    )
+    pki_key_spec: Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"] = Field(
+        "ec-p256", description="Key type generated on the token for CA, OCSP, TSA and people."
+    )
+    pki_crl_validity_hours: float = Field(
+        24.0, gt=0, le=24 * 31, description="Hours from a CRL's thisUpdate to its nextUpdate."
+    )
+    pki_ocsp_validity_minutes: float = Field(
+        60.0, gt=0, le=7 * 24 * 60, description="Minutes an OCSP response may be relied on."
+    )
+    pki_officer_validity_days: int = Field(
+        730, ge=1, le=3650, description="Validity of officer signing certificates, in days."
+    )
+    pki_seal_validity_days: int = Field(
+        1095, ge=1, le=3650, description="Validity of agency seal certificates, in days."
+    )
+    pki_expiry_warning_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="Credentials ending within this many days are counted as expiring "
+        "(metric kyso_pki_certificates_expiring, kyso pki expiring).",
+    )
+    pki_trust_dir: Path | None = Field(
+        None,
+        description="Trust store folder (anchors/ and intermediates/ of PEM files); default "
+        "<data_dir>/trust.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -109,6 +150,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_path / 'kyso.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def trust_path(self) -> Path:
+        return (self.pki_trust_dir or self.data_path / "trust").resolve()
 
     def hsm_config(self) -> HsmConfig:
         label = self.hsm_token_label

@@ -1,16 +1,26 @@
 """Kyso's certificate authority: the CA hierarchy on the HSM, the unit tree and its people,
-enrolment, status changes with their CRLs, and the OCSP responder and timestamp authority
-built from the stored state.
+enrolment (by Kyso's CA, or by an external CA through a CSR and an imported certificate),
+status changes with their CRLs, renewal and re-key, expiry warnings, the check that a
+credential may sign, and the OCSP responder and timestamp authority built from the stored
+state.
 
 Every operation writes its audit event in the same database transaction as the records it
 changes. Keys are generated on the token before that transaction: if the transaction then
 fails, an unused key stays on the token (listed by ``kyso hsm keys``), never a credential
 without its key.
+
+A certificate from an external CA has its status published by that CA only: suspending,
+resuming or revoking such a credential changes Kyso's own credential status (so that it can
+no longer sign) and is audited, but touches neither the certificate's row nor Kyso's CRL
+and OCSP answers. Tell the external CA to revoke the certificate as well.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,15 +28,31 @@ from typing import Any
 from asn1crypto import keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
+from prometheus_client import Gauge
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import PathError, ValidationError
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from audit.events import Action, Actor, AuditEvent, Outcome, Subject
+from audit.events import Action, Actor, AuditEvent, DetailValue, Outcome, Subject
 from audit.log import AuditLog
 from hsm import BlockingSessionPool, KeyInfo, KeySpec
-from pki.certificates import issue_certificate
+from pki.certificates import (
+    MAX_SERIAL,
+    build_csr,
+    certificate_matches_key,
+    issue_certificate,
+    load_certificates,
+    to_pem,
+    to_utc,
+)
 from pki.crl import RevocationReason, RevokedEntry, build_crl
-from pki.errors import ConflictError, InvalidInputError, NotFoundError
+from pki.errors import (
+    ConflictError,
+    CredentialUnusableError,
+    InvalidInputError,
+    NotFoundError,
+)
 from pki.names import (
     ca_subject,
     display_name,
@@ -39,6 +65,7 @@ from pki.ocsp import GOOD, UNKNOWN, CertState, CertStatus, OcspResponder
 from pki.profiles import TSA_POLICY_OID, PkiUrls, Profile, default_validity
 from pki.signing import HsmX509Signer
 from pki.store import (
+    MAX_SUBJECT,
     CertificateStatus,
     CredentialKind,
     CredentialStatus,
@@ -85,6 +112,15 @@ _UNIT_PARENT = {
 _BACKDATE = timedelta(minutes=5)
 """notBefore is set this far in the past, so a relying party whose clock lags a little
 does not see a brand-new certificate as not yet valid."""
+_SIGNING_USAGE = frozenset({"digital_signature", "non_repudiation"})
+"""The keyUsage bits an officer or seal certificate needs (both profiles sign documents)."""
+
+EXPIRING = Gauge(
+    "kyso_pki_certificates_expiring",
+    "Active credentials whose certificate ends within the warning window (or has ended), "
+    "as of the last update_expiry_metric",
+    ["kind"],
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +200,12 @@ class Credential:
     serial: str | None
     """Certificate serial, lower-case hex."""
     not_after: datetime | None
+    replaces_id: int | None = None
+    """The credential this one renewed or re-keyed."""
+    chain: tuple[asn1_x509.Certificate, ...] = ()
+    """An external certificate's issuers as validated on import, its issuer first and the
+    trust anchor last. Empty for certificates of Kyso's own CA: their chain is
+    :meth:`Authority.ca_certificate` of the issuing CA, then of the root."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +214,7 @@ class Credential:
             "status": self.status.value,
             "unit_id": self.unit_id,
             "person_id": self.person_id,
+            "replaces_id": self.replaces_id,
             "key_id": self.key_id,
             "key_spec": self.key_spec,
             "external": self.external,
@@ -179,6 +222,22 @@ class Credential:
             "subject": display_name(self.certificate.subject) if self.certificate else None,
             "not_after": self.not_after.isoformat() if self.not_after else None,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Holder:
+    """Whom an officer or seal credential belongs to, as its certificate names them."""
+
+    kind: CredentialKind
+    subject: asn1_x509.Name
+    label: str
+    """CKA_LABEL of the key generated for it."""
+    unit_id: int
+    person_id: int | None
+    email: str | None
+    """The officer's e-mail for the subjectAltName; seals have none."""
+    validity: timedelta
+    """How long a certificate from Kyso's CA lives."""
 
 
 def _now() -> datetime:
@@ -425,85 +484,253 @@ class Authority:
 
     def enroll_person(self, person_id: int, actor: Actor) -> Credential:
         """Generate the person's signing key on the token and issue its certificate."""
-        person = self.person(person_id)
+        return self._enroll(self._holder(person_id=person_id), actor)
+
+    def enroll_seal(self, unit_id: int, actor: Actor) -> Credential:
+        """Generate the unit's agency seal key on the token and issue its certificate."""
+        return self._enroll(self._holder(unit_id=unit_id), actor)
+
+    def _holder(self, *, person_id: int | None = None, unit_id: int | None = None) -> _Holder:
+        person = None
+        if person_id is not None and unit_id is None:
+            person = self.person(person_id)
+            unit_id = person.unit_id
+        elif unit_id is None or person_id is not None:
+            raise InvalidInputError("name either a person (officer) or a unit (seal)")
         with self._engine.connect() as connection:
-            unit = self._unit(connection, person.unit_id)
-        assert unit is not None
-        subject = officer_subject(
-            province=unit.province,
-            locality=unit.locality,
-            ministry=self._config.organisation,
-            unit=unit.name,
-            full_name=person.full_name,
-            cccd=person.cccd,
-        )
-        return self._enroll(
+            unit = self._unit(connection, unit_id)
+        if unit is None:
+            raise NotFoundError(f"no unit {unit_id}")
+        if person is None:
+            return _Holder(
+                kind=CredentialKind.SEAL,
+                subject=organisation_subject(
+                    province=unit.province,
+                    locality=unit.locality,
+                    ministry=self._config.organisation,
+                    unit=unit.name,
+                ),
+                label=f"seal-{unit.code}",
+                unit_id=unit.id,
+                person_id=None,
+                email=None,
+                validity=self._config.seal_validity,
+            )
+        return _Holder(
             kind=CredentialKind.OFFICER,
-            subject=subject,
+            subject=officer_subject(
+                province=unit.province,
+                locality=unit.locality,
+                ministry=self._config.organisation,
+                unit=unit.name,
+                full_name=person.full_name,
+                cccd=person.cccd,
+            ),
             label=f"officer-{person.id}",
             unit_id=unit.id,
             person_id=person.id,
             email=person.email,
             validity=self._config.officer_validity,
-            actor=actor,
         )
 
-    def enroll_seal(self, unit_id: int, actor: Actor) -> Credential:
-        """Generate the unit's agency seal key on the token and issue its certificate."""
-        with self._engine.connect() as connection:
-            unit = self._unit(connection, unit_id)
-        if unit is None:
-            raise NotFoundError(f"no unit {unit_id}")
-        subject = organisation_subject(
-            province=unit.province,
-            locality=unit.locality,
-            ministry=self._config.organisation,
-            unit=unit.name,
-        )
-        return self._enroll(
-            kind=CredentialKind.SEAL,
-            subject=subject,
-            label=f"seal-{unit.code}",
-            unit_id=unit.id,
-            person_id=None,
-            email=None,
-            validity=self._config.seal_validity,
-            actor=actor,
-        )
+    def _holder_of(self, credential: Credential) -> _Holder:
+        if credential.kind is CredentialKind.OFFICER:
+            return self._holder(person_id=credential.person_id)
+        return self._holder(unit_id=credential.unit_id)
 
-    def _enroll(
-        self,
-        *,
-        kind: CredentialKind,
-        subject: asn1_x509.Name,
-        label: str,
-        unit_id: int,
-        person_id: int | None,
-        email: str | None,
-        validity: timedelta,
-        actor: Actor,
-    ) -> Credential:
+    def _enroll(self, holder: _Holder, actor: Actor) -> Credential:
+        key = self._generate(holder.label)
+        certificate = self._issue(holder, key)
+        with self._engine.begin() as connection:
+            credential_id = self._insert_credential(
+                connection,
+                kind=holder.kind,
+                key=key,
+                unit_id=holder.unit_id,
+                person_id=holder.person_id,
+                actor=actor,
+            )
+            self._insert_certificate(connection, credential_id, certificate, actor)
+        return self.credential(credential_id)
+
+    def _issue(self, holder: _Holder, key: KeyInfo) -> asn1_x509.Certificate:
         issuer = self._require_active(CredentialKind.ISSUING_CA)
         assert issuer.certificate is not None
-        key = self._generate(label)
         now = _now()
-        certificate = issue_certificate(
-            profile=_PROFILES[kind],
-            subject=subject,
+        return issue_certificate(
+            profile=_PROFILES[holder.kind],
+            subject=holder.subject,
             public_key=keys.PublicKeyInfo.load(key.public_key or b""),
             signer=self._signer(issuer.key_id),
             issuer=issuer.certificate,
             not_before=now - _BACKDATE,
-            not_after=min(now + validity, issuer.certificate.not_valid_after),
+            not_after=min(now + holder.validity, issuer.certificate.not_valid_after),
             urls=self._config.urls(CredentialKind.ISSUING_CA),
-            email=email,
+            email=holder.email,
         )
+
+    def request_certificate(
+        self, *, person_id: int | None = None, unit_id: int | None = None, actor: Actor
+    ) -> tuple[Credential, bytes]:
+        """Generate a key on the token for a person (officer) or a unit (seal), to be
+        certified by an external CA: returns the pending credential and a PEM PKCS#10
+        request signed by the new key. The certificate comes back through
+        :meth:`import_certificate`."""
+        holder = self._holder(person_id=person_id, unit_id=unit_id)
+        key = self._generate(holder.label)
+        request = self._csr(holder, HsmX509Signer(self._pool, key))
         with self._engine.begin() as connection:
             credential_id = self._insert_credential(
-                connection, kind=kind, key=key, unit_id=unit_id, person_id=person_id, actor=actor
+                connection,
+                kind=holder.kind,
+                key=key,
+                unit_id=holder.unit_id,
+                person_id=holder.person_id,
+                actor=actor,
+                status=CredentialStatus.PENDING,
+                external=True,
             )
-            self._insert_certificate(connection, credential_id, certificate, actor)
+        return self.credential(credential_id), request
+
+    def csr(self, credential_id: int) -> bytes:
+        """The PEM PKCS#10 request of a pending credential again, signed anew by its key."""
+        credential = self.credential(credential_id)
+        if credential.status is not CredentialStatus.PENDING:
+            raise ConflictError(
+                f"credential {credential_id} is {credential.status.value}; "
+                "only a pending credential has a certificate request"
+            )
+        return self._csr(self._holder_of(credential), self._signer(credential.key_id))
+
+    @staticmethod
+    def _csr(holder: _Holder, signer: HsmX509Signer) -> bytes:
+        return to_pem(build_csr(subject=holder.subject, signer=signer, email=holder.email))
+
+    def import_certificate(
+        self,
+        credential_id: int,
+        data: bytes,
+        *,
+        anchors: Sequence[asn1_x509.Certificate],
+        actor: Actor,
+    ) -> Credential:
+        """Activate a pending credential with the certificate an external CA issued for its
+        request. ``data`` is a PEM bundle, the certificate first and then its chain (or one
+        DER certificate). The certificate must be for the credential's key on the HSM, be an
+        end-entity certificate with keyUsage digitalSignature and nonRepudiation, and chain
+        to one of ``anchors`` now (revocation is not fetched).
+
+        Validation runs in ``asyncio.run``: call this from a thread without an event loop.
+        """
+        credential = self.credential(credential_id)
+        if credential.status is not CredentialStatus.PENDING:
+            raise ConflictError(
+                f"credential {credential_id} is {credential.status.value}; "
+                "a certificate is imported only for a pending credential"
+            )
+        leaf, *others = load_certificates(data)
+        public_key = self._signer(credential.key_id).public_key
+        if not certificate_matches_key(leaf, public_key.dump()):
+            raise InvalidInputError(
+                f"the certificate is not for the key of credential {credential_id}",
+                code="pki.key_mismatch",
+            )
+        _require_signing_profile(leaf)
+        chain = _validated_chain(leaf, others, anchors)
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(pki_credentials)
+                .where(
+                    pki_credentials.c.id == credential_id,
+                    pki_credentials.c.status == CredentialStatus.PENDING.value,
+                )
+                .values(status=CredentialStatus.ACTIVE.value)
+            ).rowcount
+            if changed != 1:
+                raise ConflictError(f"credential {credential_id} changed meanwhile")
+            try:
+                self._insert_certificate(
+                    connection,
+                    credential_id,
+                    leaf,
+                    actor,
+                    chain=chain,
+                    details={"external": True},
+                )
+            except IntegrityError as ex:
+                raise ConflictError(
+                    "this issuer's certificate with this serial is already stored"
+                ) from ex
         return self.credential(credential_id)
+
+    # -- renewal ---------------------------------------------------------------------------
+
+    def renew(self, credential_id: int, actor: Actor, *, rekey: bool = False) -> Credential:
+        """A new certificate from Kyso's CA for an active officer or seal credential, with
+        the holder's current names; returns the new credential, whose ``replaces_id`` is the
+        old one, which becomes superseded and can no longer sign.
+
+        ``rekey=False`` certifies the same key again, and the old certificate stays valid
+        until it expires (documents already signed with it keep verifying; the key was not
+        retired). ``rekey=True`` generates a new key on the token and revokes the old
+        certificate as superseded, with a new CRL.
+        """
+        old = self.credential(credential_id)
+        if old.kind not in (CredentialKind.OFFICER, CredentialKind.SEAL) or old.external:
+            raise InvalidInputError(
+                "only officer and seal credentials from Kyso's CA are renewed here; "
+                "an external CA's certificate is replaced through a new certificate request"
+            )
+        if old.status is not CredentialStatus.ACTIVE:
+            raise ConflictError(
+                f"credential {credential_id} is {old.status.value}; only an active credential "
+                "is renewed"
+            )
+        holder = self._holder_of(old)
+        key = (
+            self._generate(holder.label) if rekey else self._pool.get_key(bytes.fromhex(old.key_id))
+        )
+        certificate = self._issue(holder, key)
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(pki_credentials)
+                .where(
+                    pki_credentials.c.id == credential_id,
+                    pki_credentials.c.status == CredentialStatus.ACTIVE.value,
+                )
+                .values(status=CredentialStatus.SUPERSEDED.value)
+            ).rowcount
+            if changed != 1:
+                raise ConflictError(f"credential {credential_id} changed meanwhile; try again")
+            new_id = self._insert_credential(
+                connection,
+                kind=holder.kind,
+                key=key,
+                unit_id=holder.unit_id,
+                person_id=holder.person_id,
+                actor=actor,
+                replaces_id=credential_id,
+                new_key=rekey,
+            )
+            self._insert_certificate(
+                connection,
+                new_id,
+                certificate,
+                actor,
+                details={"replaces_id": credential_id, "rekey": rekey},
+            )
+            if rekey:
+                self._record_status(
+                    connection,
+                    old,
+                    CertificateStatus.REVOKED,
+                    RevocationReason.SUPERSEDED,
+                    Action.CERTIFICATE_REVOKED,
+                    actor,
+                )
+        return self.credential(new_id)
+
+    # -- records ---------------------------------------------------------------------------
 
     def _insert_credential(
         self,
@@ -514,32 +741,44 @@ class Authority:
         unit_id: int | None,
         person_id: int | None,
         actor: Actor,
+        status: CredentialStatus = CredentialStatus.ACTIVE,
+        external: bool = False,
+        replaces_id: int | None = None,
+        new_key: bool = True,
     ) -> int:
+        """Store a credential and, for a key just generated, its key.generated event."""
         credential_id: int = connection.execute(
             insert(pki_credentials)
             .values(
                 kind=kind.value,
-                status=CredentialStatus.ACTIVE.value,
+                status=status.value,
                 unit_id=unit_id,
                 person_id=person_id,
                 key_id=key.key_id.hex(),
                 key_spec=key.spec.value if key.spec else key.key_type,
-                external=False,
+                external=external,
+                replaces_id=replaces_id,
                 created_at=_now(),
             )
             .returning(pki_credentials.c.id)
         ).scalar_one()
-        AuditLog.append(
-            connection,
-            AuditEvent(
-                time=datetime.now(UTC),
-                action=Action.KEY_GENERATED,
-                actor=actor,
-                outcome=Outcome(success=True),
-                subject=Subject(key_id=key.key_id.hex()),
-                details={"label": key.label, "credential_id": credential_id, "kind": kind.value},
-            ),
-        )
+        if new_key:
+            AuditLog.append(
+                connection,
+                AuditEvent(
+                    time=datetime.now(UTC),
+                    action=Action.KEY_GENERATED,
+                    actor=actor,
+                    outcome=Outcome(success=True),
+                    subject=Subject(key_id=key.key_id.hex()),
+                    details={
+                        "label": key.label,
+                        "credential_id": credential_id,
+                        "kind": kind.value,
+                        "external": external,
+                    },
+                ),
+            )
         return credential_id
 
     def _insert_certificate(
@@ -548,6 +787,9 @@ class Authority:
         credential_id: int,
         certificate: asn1_x509.Certificate,
         actor: Actor,
+        *,
+        chain: Sequence[asn1_x509.Certificate] = (),
+        details: dict[str, DetailValue] | None = None,
     ) -> None:
         serial = _serial_hex(certificate.serial_number)
         connection.execute(
@@ -561,6 +803,7 @@ class Authority:
                 not_before=certificate.not_valid_before,
                 not_after=certificate.not_valid_after,
                 der=certificate.dump(),
+                chain=b"".join(map(to_pem, chain)) or None,
                 status=CertificateStatus.GOOD.value,
                 created_at=_now(),
             )
@@ -572,8 +815,11 @@ class Authority:
                 action=Action.CERTIFICATE_ISSUED,
                 actor=actor,
                 outcome=Outcome(success=True),
-                subject=Subject(certificate_serial=serial, key_id=certificate.key_identifier.hex()),
-                details={"credential_id": credential_id},
+                # The SHA-1 of the key bits: the HSM's key id, whatever SKI an external CA wrote.
+                subject=Subject(
+                    certificate_serial=serial, key_id=certificate.public_key.sha1.hex()
+                ),
+                details={"credential_id": credential_id, **(details or {})},
             ),
         )
 
@@ -598,7 +844,9 @@ class Authority:
             return self._credentials(connection, *clauses)
 
     @staticmethod
-    def _credentials(connection: Connection, *where: Any) -> list[Credential]:
+    def _credentials(
+        connection: Connection, *where: Any, order_by: Sequence[Any] = (pki_credentials.c.id,)
+    ) -> list[Credential]:
         newer = pki_certificates.alias("newer")
         latest = (
             select(func.max(newer.c.id))
@@ -612,12 +860,13 @@ class Authority:
                 pki_certificates.c.der,
                 pki_certificates.c.serial,
                 pki_certificates.c.not_after,
+                pki_certificates.c.chain,
             )
             .select_from(
                 pki_credentials.outerjoin(pki_certificates, pki_certificates.c.id == latest)
             )
             .where(*where)
-            .order_by(pki_credentials.c.id)
+            .order_by(*order_by)
         ).all()
         return [_credential(row) for row in rows]
 
@@ -641,6 +890,13 @@ class Authority:
         assert certificate is not None
         return certificate
 
+    def internal_chain(self) -> tuple[asn1_x509.Certificate, ...]:
+        """Issuing CA then root: the chain of every certificate Kyso's CA issues."""
+        return (
+            self.ca_certificate(CredentialKind.ISSUING_CA),
+            self.ca_certificate(CredentialKind.ROOT_CA),
+        )
+
     # -- status changes --------------------------------------------------------------------
 
     def suspend(self, credential_id: int, actor: Actor) -> Credential:
@@ -652,6 +908,8 @@ class Authority:
         return self._change_status(credential_id, "resume", None, actor)
 
     def revoke(self, credential_id: int, reason: RevocationReason, actor: Actor) -> Credential:
+        """Revoke a credential for good; a pending one too (its request is abandoned and no
+        certificate will be imported for it)."""
         if reason is RevocationReason.CERTIFICATE_HOLD:
             raise InvalidInputError("certificateHold is a suspension: use suspend")
         return self._change_status(credential_id, "revoke", reason, actor)
@@ -669,13 +927,16 @@ class Authority:
         allowed = {
             "suspend": {CredentialStatus.ACTIVE},
             "resume": {CredentialStatus.SUSPENDED},
-            "revoke": {CredentialStatus.ACTIVE, CredentialStatus.SUSPENDED},
+            "revoke": {
+                CredentialStatus.ACTIVE,
+                CredentialStatus.SUSPENDED,
+                CredentialStatus.PENDING,
+            },
         }[change]
         if credential.status not in allowed:
             raise ConflictError(
                 f"credential {credential_id} is {credential.status.value}; cannot {change} it"
             )
-        assert credential.serial is not None
         new_status, cert_status, action = {
             "suspend": (
                 CredentialStatus.SUSPENDED,
@@ -689,7 +950,6 @@ class Authority:
                 Action.CERTIFICATE_REVOKED,
             ),
         }[change]
-        now = _now()
         with self._engine.begin() as connection:
             changed = connection.execute(
                 update(pki_credentials)
@@ -701,36 +961,98 @@ class Authority:
             ).rowcount
             if changed != 1:
                 raise ConflictError(f"credential {credential_id} changed meanwhile; try again")
+            self._record_status(connection, credential, cert_status, reason, action, actor)
+        return self.credential(credential_id)
+
+    def _record_status(
+        self,
+        connection: Connection,
+        credential: Credential,
+        status: CertificateStatus,
+        reason: RevocationReason | None,
+        action: Action,
+        actor: Actor,
+    ) -> None:
+        """The status change of a credential's current certificate, in the caller's
+        transaction: its audit event and, for a certificate of Kyso's CA, its row, the OCSP
+        generation and a new CRL (only an external CA publishes its certificates' status)."""
+        now = _now()
+        published = credential.serial is not None and not credential.external
+        if published:
             connection.execute(
                 update(pki_certificates)
                 .where(
-                    pki_certificates.c.credential_id == credential_id,
+                    pki_certificates.c.credential_id == credential.id,
                     pki_certificates.c.serial == credential.serial,
                 )
                 .values(
-                    status=cert_status.value,
+                    status=status.value,
                     revoked_at=None if reason is None else now,
                     reason=None if reason is None else reason.value,
                 )
             )
             connection.execute(update(pki_state).values(generation=pki_state.c.generation + 1))
-            AuditLog.append(
-                connection,
-                AuditEvent(
-                    time=datetime.now(UTC),
-                    action=action,
-                    actor=actor,
-                    outcome=Outcome(success=True),
-                    subject=Subject(certificate_serial=credential.serial, key_id=credential.key_id),
-                    details={
-                        "credential_id": credential_id,
-                        **({"reason": reason.value} if reason else {}),
-                    },
-                ),
-            )
+        AuditLog.append(
+            connection,
+            AuditEvent(
+                time=datetime.now(UTC),
+                action=action,
+                actor=actor,
+                outcome=Outcome(success=True),
+                subject=Subject(certificate_serial=credential.serial, key_id=credential.key_id),
+                details={
+                    "credential_id": credential.id,
+                    "external": credential.external,
+                    **({"reason": reason.value} if reason else {}),
+                },
+            ),
+        )
+        if published:
             # The CRL changes with the status, in the same transaction.
             self._publish_crl(connection, CredentialKind.ISSUING_CA, now)
-        return self.credential(credential_id)
+
+    # -- refusal to sign and expiry --------------------------------------------------------
+
+    def usable_credential(self, credential_id: int, *, at: datetime | None = None) -> Credential:
+        """The credential if it may sign at ``at`` (default: now), else
+        :class:`~pki.errors.CredentialUnusableError` naming why.
+
+        Reads the status from the database on every call, never from a cache, so that a
+        suspension or revocation stops the very next signature in every process.
+        """
+        moment = _now() if at is None else to_utc(at, what="at")
+        credential = self.credential(credential_id)
+        certificate = credential.certificate
+        if credential.status is not CredentialStatus.ACTIVE:
+            why = f"is {credential.status.value}"
+        elif certificate is None or credential.not_after is None:
+            why = "has no certificate"
+        elif moment > credential.not_after:
+            why = f"expired at {credential.not_after.isoformat()}"
+        elif moment < certificate.not_valid_before:
+            why = f"is not yet valid (from {certificate.not_valid_before.isoformat()})"
+        else:
+            return credential
+        raise CredentialUnusableError(f"credential {credential_id} {why}; it cannot sign")
+
+    def expiring(self, within: timedelta) -> list[Credential]:
+        """Active credentials of every kind (the CAs, OCSP responder and TSA too) whose
+        certificate ends within ``within`` from now or has already ended, soonest first."""
+        if within < timedelta(0):
+            raise InvalidInputError("the expiry warning window cannot be negative")
+        with self._engine.connect() as connection:
+            return self._credentials(
+                connection,
+                pki_credentials.c.status == CredentialStatus.ACTIVE.value,
+                pki_certificates.c.not_after <= _now() + within,
+                order_by=(pki_certificates.c.not_after, pki_credentials.c.id),
+            )
+
+    def update_expiry_metric(self, within: timedelta) -> None:
+        """Set ``kyso_pki_certificates_expiring`` per kind from :meth:`expiring`."""
+        counts = Counter(credential.kind for credential in self.expiring(within))
+        for kind in CredentialKind:
+            EXPIRING.labels(kind=kind.value).set(counts[kind])
 
     def status_generation(self) -> int:
         """Bumped by every status change; OCSP caches compare it."""
@@ -886,6 +1208,62 @@ class Authority:
             )
 
 
+def _require_signing_profile(certificate: asn1_x509.Certificate) -> None:
+    """Refuse an external certificate that cannot be an officer or seal certificate, or
+    that Kyso cannot store (columns sized for RFC 5280 serials and key identifiers)."""
+    usage = certificate.key_usage_value
+    if certificate.ca or usage is None or not _SIGNING_USAGE.issubset(usage.native):
+        raise InvalidInputError(
+            "the certificate must be an end-entity certificate (not a CA) with keyUsage "
+            "digitalSignature and nonRepudiation",
+            code="pki.profile_mismatch",
+        )
+    authority_key_id = certificate.authority_key_identifier
+    if authority_key_id is None or not 0 < len(authority_key_id) <= 64:
+        raise InvalidInputError(
+            "the certificate needs an authority key identifier of 1 to 64 bytes "
+            "(RFC 5280 §4.2.1.1)",
+            code="pki.profile_mismatch",
+        )
+    if not 0 < certificate.serial_number <= MAX_SERIAL:
+        raise InvalidInputError(
+            "the certificate's serial number is not a positive integer of at most 20 octets",
+            code="pki.invalid_serial",
+        )
+    if len(display_name(certificate.subject)) > MAX_SUBJECT:
+        raise InvalidInputError(
+            "the certificate's subject name is too long", code="pki.invalid_certificate"
+        )
+
+
+def _validated_chain(
+    leaf: asn1_x509.Certificate,
+    others: Sequence[asn1_x509.Certificate],
+    anchors: Sequence[asn1_x509.Certificate],
+) -> list[asn1_x509.Certificate]:
+    """The leaf's issuers up to one of ``anchors`` (issuer first), as validated now."""
+    if not anchors:
+        raise InvalidInputError("no trust anchor is configured", code="pki.untrusted")
+    context = ValidationContext(
+        trust_roots=list(anchors),
+        other_certs=others,
+        revocation_mode="soft-fail",
+        allow_fetching=False,
+    )
+    validator = CertificateValidator(leaf, intermediate_certs=others, validation_context=context)
+    try:
+        path = asyncio.run(
+            validator.async_validate_usage(set(_SIGNING_USAGE))  # type: ignore[no-untyped-call]
+        )
+    except (PathError, ValidationError) as ex:
+        raise InvalidInputError(
+            f"the certificate does not chain to a configured trust anchor: {ex}",
+            code="pki.untrusted",
+        ) from ex
+    # iter_certs runs from the anchor to the leaf.
+    return list(path.iter_certs(include_root=True))[-2::-1]
+
+
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -932,4 +1310,6 @@ def _credential(row: Row[Any]) -> Credential:
         certificate=None if row.der is None else asn1_x509.Certificate.load(bytes(row.der)),
         serial=row.serial,
         not_after=None if row.not_after is None else _aware(row.not_after),
+        replaces_id=row.replaces_id,
+        chain=() if row.chain is None else tuple(load_certificates(bytes(row.chain))),
     )

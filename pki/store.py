@@ -32,6 +32,9 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
 _Id = BigInteger().with_variant(Integer(), "sqlite")
 
+MAX_SUBJECT = 1024
+"""Characters of a certificate subject as :func:`pki.names.display_name` renders it."""
+
 
 class UnitKind(enum.Enum):
     MINISTRY = "ministry"
@@ -60,7 +63,9 @@ class CredentialStatus(enum.Enum):
     SUSPENDED = "suspended"
     REVOKED = "revoked"
     SUPERSEDED = "superseded"
-    """Replaced by a renewal or re-key; its certificate is revoked as superseded."""
+    """Replaced by a renewal or re-key (the new credential's ``replaces_id``). After a re-key
+    its certificate is revoked as superseded; after a renewal (same key) it stays valid until
+    it expires, so that documents already signed with it keep verifying."""
 
 
 class CertificateStatus(enum.Enum):
@@ -129,10 +134,16 @@ pki_certificates = Table(
     Column("credential_id", _Id, ForeignKey("pki_credentials.id"), nullable=False),
     Column("issuer_key_id", String(128), nullable=False, comment="AKI in hex"),
     Column("serial", String(42), nullable=False, comment="lower-case hex, no leading zeros"),
-    Column("subject", String(1024), nullable=False),
+    Column("subject", String(MAX_SUBJECT), nullable=False),
     Column("not_before", DateTime(timezone=True), nullable=False),
     Column("not_after", DateTime(timezone=True), nullable=False),
     Column("der", LargeBinary, nullable=False),
+    Column(
+        "chain",
+        LargeBinary,
+        nullable=True,
+        comment="PEM of an external certificate's issuers, up to its trust anchor",
+    ),
     Column("status", String(16), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("reason", String(32), nullable=True, comment="asn1crypto CRLReason name"),

@@ -141,6 +141,15 @@ class TrustEntry:
     anchor: bool
     """A trust anchor (``True``) or an intermediate of the path-building pool (``False``)."""
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "subject": self.subject,
+            "fingerprint": self.fingerprint,
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "anchor": self.anchor,
+        }
+
     @classmethod
     def of(cls, certificate: x509.Certificate, *, anchor: bool) -> TrustEntry:
         return cls(

@@ -176,14 +176,14 @@ class TimeStampAuthority:
         """Answer one DER ``TimeStampReq`` with a DER ``TimeStampResp``; never raises."""
         try:
             request = self._check(request_der)
-        except _Rejection as rejection:
-            _log.info("timestamp request rejected (%s): %s", rejection.failure, rejection)
-            return _rejected(rejection.failure, str(rejection))
+        except _Rejection as refused:
+            _log.info("timestamp request rejected (%s): %s", refused.failure, refused)
+            return rejection(refused.failure, str(refused))
         try:
             return self._grant(request)
         except Exception:
             _log.exception("timestamp token could not be issued")
-            return _rejected("system_failure", "the time-stamping service failed")
+            return rejection("system_failure", "the time-stamping service failed")
 
     def _check(self, request_der: bytes) -> tsp.TimeStampReq:
         if not request_der or len(request_der) > MAX_REQUEST_BYTES:
@@ -283,7 +283,8 @@ class TimeStampAuthority:
         return TimestampResult(der=der, granted=True, serial=serial, gen_time=gen_time)
 
 
-def _rejected(failure: str, message: str) -> TimestampResult:
+def rejection(failure: str, message: str) -> TimestampResult:
+    """A TimeStampResp refusing the request with ``failure`` (a PKIFailureInfo name)."""
     der: bytes = _TimeStampResp(
         {
             "status": {

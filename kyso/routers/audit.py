@@ -7,7 +7,6 @@ replace that check); nothing here changes the log.
 from __future__ import annotations
 
 import base64
-import ipaddress
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from audit.log import MAX_ENTRIES_PAGE, AuditLog
 from kyso.errors import KysoError
+from kyso.routers.access import is_local
 from kyso.routers.health import RuntimeDep
 
 MAX_INDEX = 2**62
@@ -30,14 +30,8 @@ class AuditUnavailableError(KysoError):
 
 
 def local_only(request: Request) -> None:
-    host = request.client.host if request.client else ""
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        if host == "testclient":  # Starlette's in-process test client
-            return
-    raise AuditAccessError("the audit log is readable from this machine only for now")
+    if not is_local(request):
+        raise AuditAccessError("the audit log is readable from this machine only for now")
 
 
 def get_log(runtime: RuntimeDep) -> AuditLog:

@@ -1,0 +1,245 @@
+"""Administration of units, people and credentials: ``/api/v1/``, the same operations as the
+``kyso unit``, ``kyso officer`` and ``kyso pki`` commands.
+
+Admin-only once access control exists; until then it answers this machine only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.events import Actor
+from kyso.errors import KysoError
+from kyso.pki_service import CA_BY_NAME
+from kyso.routers.access import is_local
+from kyso.routers.pki import CaName, PkiDep
+from pki.authority import Credential, Person, Unit
+from pki.certificates import to_pem
+from pki.crl import RevocationReason
+from pki.errors import NotFoundError
+from pki.store import PersonRole, UnitKind
+
+
+class AdminAccessError(KysoError):
+    code = "kyso.forbidden"
+
+
+def local_admin(request: Request) -> Actor:
+    """The acting administrator; until access control exists, whoever calls from here."""
+    if not is_local(request):
+        raise AdminAccessError("administration answers this machine only for now")
+    return Actor(id="api:local", role="system-admin")
+
+
+AdminDep = Annotated[Actor, Depends(local_admin)]
+Id = Annotated[int, Path(ge=1, le=2**62)]
+router = APIRouter(prefix="/api/v1", tags=["administration"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NewUnit(_Body):
+    kind: UnitKind
+    code: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=200)
+    province: str = Field(min_length=1, max_length=128)
+    locality: str = Field(min_length=1, max_length=128)
+    parent_id: int | None = Field(None, ge=1)
+
+
+class NewPerson(_Body):
+    unit_id: int = Field(ge=1)
+    role: PersonRole = PersonRole.OFFICER
+    full_name: str = Field(min_length=1, max_length=64)
+    position: str = Field(min_length=1, max_length=128)
+    cccd: str = Field(min_length=12, max_length=12)
+    email: str = Field(min_length=3, max_length=254)
+
+
+class Renewal(_Body):
+    rekey: bool = False
+
+
+class CertificateImport(_Body):
+    pem: str = Field(min_length=1, max_length=1024 * 1024, description="Certificate, then chain.")
+
+
+class NewAnchor(_Body):
+    pem: str = Field(min_length=1, max_length=64 * 1024)
+    name: str = Field(min_length=1, max_length=64)
+    intermediate: bool = False
+
+
+class Revocation(_Body):
+    reason: RevocationReason = RevocationReason.UNSPECIFIED
+
+
+def _unit(unit: Unit) -> dict[str, Any]:
+    return vars(unit) | {"kind": unit.kind.value}
+
+
+def _person(person: Person) -> dict[str, Any]:
+    return vars(person) | {"role": person.role.value}
+
+
+def _credential(credential: Credential) -> dict[str, Any]:
+    return credential.as_dict()
+
+
+@router.get("/units", summary="List units")
+async def list_units(pki: PkiDep, _admin: AdminDep) -> list[dict[str, Any]]:
+    return [_unit(u) for u in await run_in_threadpool(pki.authority.units)]
+
+
+@router.post("/units", status_code=201, summary="Add a unit")
+async def add_unit(body: NewUnit, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    unit = await run_in_threadpool(lambda: pki.authority.add_unit(**body.model_dump(), actor=admin))
+    return _unit(unit)
+
+
+@router.post("/units/{unit_id}/seal", status_code=201, summary="Create the unit's seal credential")
+async def enroll_seal(unit_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    return _credential(await run_in_threadpool(pki.authority.enroll_seal, unit_id, admin))
+
+
+@router.get("/people", summary="List officers and clerks")
+async def list_people(
+    pki: PkiDep, _admin: AdminDep, unit_id: int | None = None
+) -> list[dict[str, Any]]:
+    people = await run_in_threadpool(lambda: pki.authority.people(unit_id=unit_id))
+    return [_person(p) for p in people]
+
+
+@router.post("/people", status_code=201, summary="Register an officer or clerk")
+async def add_person(body: NewPerson, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    person = await run_in_threadpool(
+        lambda: pki.authority.add_person(**body.model_dump(), actor=admin)
+    )
+    return _person(person)
+
+
+@router.get("/people/{person_id}", summary="A person and their credentials")
+async def show_person(person_id: Id, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
+    person = await run_in_threadpool(pki.authority.person, person_id)
+    credentials = await run_in_threadpool(lambda: pki.authority.credentials(person_id=person_id))
+    return _person(person) | {"credentials": [_credential(c) for c in credentials]}
+
+
+@router.post(
+    "/people/{person_id}/enroll", status_code=201, summary="Key on the token, certificate by the CA"
+)
+async def enroll_person(person_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    return _credential(await run_in_threadpool(pki.authority.enroll_person, person_id, admin))
+
+
+@router.get("/credentials/{credential_id}", summary="A credential")
+async def show_credential(credential_id: Id, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
+    return _credential(await run_in_threadpool(pki.authority.credential, credential_id))
+
+
+@router.get("/credentials/{credential_id}/certificate", summary="Certificate and chain (PEM)")
+async def credential_certificate(credential_id: Id, pki: PkiDep, _admin: AdminDep) -> Response:
+    credential = await run_in_threadpool(pki.authority.credential, credential_id)
+    if credential.certificate is None:
+        raise NotFoundError(f"credential {credential_id} has no certificate yet")
+    chain = credential.chain or await run_in_threadpool(pki.authority.internal_chain)
+    pem = b"".join(to_pem(c) for c in (credential.certificate, *chain))
+    return Response(pem, media_type="application/pem-certificate-chain")
+
+
+@router.post("/credentials/{credential_id}/suspend", summary="Suspend (certificateHold)")
+async def suspend(credential_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    return _credential(await run_in_threadpool(pki.authority.suspend, credential_id, admin))
+
+
+@router.post("/credentials/{credential_id}/resume", summary="Take off hold")
+async def resume(credential_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    return _credential(await run_in_threadpool(pki.authority.resume, credential_id, admin))
+
+
+@router.post("/credentials/{credential_id}/revoke", summary="Revoke for good")
+async def revoke(
+    credential_id: Id, body: Revocation, pki: PkiDep, admin: AdminDep
+) -> dict[str, Any]:
+    credential = await run_in_threadpool(pki.authority.revoke, credential_id, body.reason, admin)
+    return _credential(credential)
+
+
+@router.post("/pki/crl/{name}", summary="Sign and publish a new CRL now")
+async def publish_crl(name: CaName, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
+    der = await run_in_threadpool(pki.authority.publish_crl, CA_BY_NAME[name])
+    return {"ca": name, "bytes": len(der)}
+
+
+@router.post("/people/{person_id}/csr", status_code=201, summary="Key and CSR for an external CA")
+async def person_csr(person_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    credential, pem = await run_in_threadpool(
+        lambda: pki.authority.request_certificate(person_id=person_id, actor=admin)
+    )
+    return _credential(credential) | {"csr_pem": pem.decode("ascii")}
+
+
+@router.post("/units/{unit_id}/csr", status_code=201, summary="Seal key and CSR for an external CA")
+async def unit_csr(unit_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    credential, pem = await run_in_threadpool(
+        lambda: pki.authority.request_certificate(unit_id=unit_id, actor=admin)
+    )
+    return _credential(credential) | {"csr_pem": pem.decode("ascii")}
+
+
+@router.get("/credentials/{credential_id}/csr", summary="The CSR of a pending credential again")
+async def credential_csr(credential_id: Id, pki: PkiDep, _admin: AdminDep) -> dict[str, str]:
+    pem = await run_in_threadpool(pki.authority.csr, credential_id)
+    return {"csr_pem": pem.decode("ascii")}
+
+
+@router.post("/credentials/{credential_id}/certificate", summary="Import the external certificate")
+async def import_certificate(
+    credential_id: Id, body: CertificateImport, pki: PkiDep, admin: AdminDep
+) -> dict[str, Any]:
+    def run() -> Credential:
+        anchors = pki.trust().current.anchors
+        return pki.authority.import_certificate(
+            credential_id, body.pem.encode("utf-8"), anchors=anchors, actor=admin
+        )
+
+    return _credential(await run_in_threadpool(run))
+
+
+@router.post("/credentials/{credential_id}/renew", status_code=201, summary="Renew or re-key")
+async def renew(credential_id: Id, body: Renewal, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    credential = await run_in_threadpool(
+        lambda: pki.authority.renew(credential_id, admin, rekey=body.rekey)
+    )
+    return _credential(credential)
+
+
+@router.get("/pki/expiring", summary="Credentials whose certificate ends soon")
+async def expiring(
+    pki: PkiDep, _admin: AdminDep, days: Annotated[int, Query(ge=0, le=3650)] = 30
+) -> list[dict[str, Any]]:
+    found = await run_in_threadpool(pki.authority.expiring, timedelta(days=days))
+    return [_credential(c) for c in found]
+
+
+@router.get("/pki/trust", summary="The trust store")
+async def trust_list(pki: PkiDep, _admin: AdminDep) -> list[dict[str, Any]]:
+    entries = await run_in_threadpool(lambda: pki.trust().list())
+    return [e.as_dict() for e in entries]
+
+
+@router.post("/pki/trust", status_code=201, summary="Trust an external root")
+async def trust_add(body: NewAnchor, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
+    entry = await run_in_threadpool(
+        lambda: pki.trust().add_anchor(
+            body.pem.encode("utf-8"), name=body.name, allow_intermediate=body.intermediate
+        )
+    )
+    return entry.as_dict()
