@@ -538,6 +538,13 @@ def _person_line(person: Person) -> str:
     )
 
 
+def _show_credential(credential: Credential, *, as_json: bool) -> None:
+    if as_json:
+        echo_json(credential.as_dict())
+    else:
+        typer.echo(_credential_line(credential))
+
+
 def _credential_line(credential: Credential) -> str:
     data = credential.as_dict()
     return (
@@ -593,11 +600,7 @@ def unit_seal(
     """Create the unit's agency seal credential (key on the token, certificate by the CA)."""
     with open_authority() as authority:
         credential = authority.enroll_seal(unit_id, cli_actor())
-    typer.echo(
-        json.dumps(credential.as_dict(), ensure_ascii=False)
-        if as_json
-        else _credential_line(credential)
-    )
+    _show_credential(credential, as_json=as_json)
 
 
 @officer_app.command("add")
@@ -671,11 +674,7 @@ def officer_enroll(
     """Generate the person's key on the token and have Kyso's CA issue the certificate."""
     with open_authority() as authority:
         credential = authority.enroll_person(person_id, cli_actor())
-    typer.echo(
-        json.dumps(credential.as_dict(), ensure_ascii=False)
-        if as_json
-        else _credential_line(credential)
-    )
+    _show_credential(credential, as_json=as_json)
 
 
 CredentialArg = Annotated[int, typer.Argument(help="Credential id.")]
@@ -753,11 +752,7 @@ def officer_import_cert(
         imported = authority.import_certificate(
             credential_id, data, anchors=anchors, actor=cli_actor()
         )
-    typer.echo(
-        json.dumps(imported.as_dict(), ensure_ascii=False)
-        if as_json
-        else _credential_line(imported)
-    )
+    _show_credential(imported, as_json=as_json)
 
 
 @officer_app.command("renew")
@@ -771,9 +766,7 @@ def officer_renew(
     """Issue a new certificate (and with --rekey a new key) replacing an active credential."""
     with open_authority() as authority:
         renewed = authority.renew(credential_id, cli_actor(), rekey=rekey)
-    typer.echo(
-        json.dumps(renewed.as_dict(), ensure_ascii=False) if as_json else _credential_line(renewed)
-    )
+    _show_credential(renewed, as_json=as_json)
 
 
 CaOption = Annotated[Literal["root", "issuing"], typer.Option("--ca", help="Which CA.")]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -388,15 +388,11 @@ class Authority:
                 raise ConflictError(
                     f"a unit with code {code!r} or this name under the same parent exists"
                 ) from ex
-            AuditLog.append(
+            _record(
                 connection,
-                AuditEvent(
-                    time=datetime.now(UTC),
-                    action=Action.CONFIGURATION_CHANGED,
-                    actor=actor,
-                    outcome=Outcome(success=True),
-                    details={"change": "unit.added", "unit_id": unit_id, "code": code},
-                ),
+                Action.CONFIGURATION_CHANGED,
+                actor,
+                details={"change": "unit.added", "unit_id": unit_id, "code": code},
             )
             unit = self._unit(connection, unit_id)
             assert unit is not None
@@ -454,15 +450,11 @@ class Authority:
                 ).scalar_one()
             except IntegrityError as ex:
                 raise ConflictError("a person with this CCCD number is already registered") from ex
-            AuditLog.append(
+            _record(
                 connection,
-                AuditEvent(
-                    time=datetime.now(UTC),
-                    action=Action.OFFICER_ENROLLED,
-                    actor=actor,
-                    outcome=Outcome(success=True),
-                    details={"person_id": person_id, "unit_id": unit_id, "role": role.value},
-                ),
+                Action.OFFICER_ENROLLED,
+                actor,
+                details={"person_id": person_id, "unit_id": unit_id, "role": role.value},
             )
         return self.person(person_id)
 
@@ -763,21 +755,17 @@ class Authority:
             .returning(pki_credentials.c.id)
         ).scalar_one()
         if new_key:
-            AuditLog.append(
+            _record(
                 connection,
-                AuditEvent(
-                    time=datetime.now(UTC),
-                    action=Action.KEY_GENERATED,
-                    actor=actor,
-                    outcome=Outcome(success=True),
-                    subject=Subject(key_id=key.key_id.hex()),
-                    details={
-                        "label": key.label,
-                        "credential_id": credential_id,
-                        "kind": kind.value,
-                        "external": external,
-                    },
-                ),
+                Action.KEY_GENERATED,
+                actor,
+                subject=Subject(key_id=key.key_id.hex()),
+                details={
+                    "label": key.label,
+                    "credential_id": credential_id,
+                    "kind": kind.value,
+                    "external": external,
+                },
             )
         return credential_id
 
@@ -808,19 +796,13 @@ class Authority:
                 created_at=_now(),
             )
         )
-        AuditLog.append(
+        _record(
             connection,
-            AuditEvent(
-                time=datetime.now(UTC),
-                action=Action.CERTIFICATE_ISSUED,
-                actor=actor,
-                outcome=Outcome(success=True),
-                # The SHA-1 of the key bits: the HSM's key id, whatever SKI an external CA wrote.
-                subject=Subject(
-                    certificate_serial=serial, key_id=certificate.public_key.sha1.hex()
-                ),
-                details={"credential_id": credential_id, **(details or {})},
-            ),
+            Action.CERTIFICATE_ISSUED,
+            actor,
+            # The SHA-1 of the key bits: the HSM's key id, whatever SKI an external CA wrote.
+            subject=Subject(certificate_serial=serial, key_id=certificate.public_key.sha1.hex()),
+            details={"credential_id": credential_id, **(details or {})},
         )
 
     # -- credentials -----------------------------------------------------------------------
@@ -992,20 +974,16 @@ class Authority:
                 )
             )
             connection.execute(update(pki_state).values(generation=pki_state.c.generation + 1))
-        AuditLog.append(
+        _record(
             connection,
-            AuditEvent(
-                time=datetime.now(UTC),
-                action=action,
-                actor=actor,
-                outcome=Outcome(success=True),
-                subject=Subject(certificate_serial=credential.serial, key_id=credential.key_id),
-                details={
-                    "credential_id": credential.id,
-                    "external": credential.external,
-                    **({"reason": reason.value} if reason else {}),
-                },
-            ),
+            action,
+            actor,
+            subject=Subject(certificate_serial=credential.serial, key_id=credential.key_id),
+            details={
+                "credential_id": credential.id,
+                "external": credential.external,
+                **({"reason": reason.value} if reason else {}),
+            },
         )
         if published:
             # The CRL changes with the status, in the same transaction.
@@ -1262,6 +1240,29 @@ def _validated_chain(
         ) from ex
     # iter_certs runs from the anchor to the leaf.
     return list(path.iter_certs(include_root=True))[-2::-1]
+
+
+def _record(
+    connection: Connection,
+    action: Action,
+    actor: Actor,
+    *,
+    details: Mapping[str, DetailValue],
+    subject: Subject | None = None,
+) -> None:
+    """The audit event of a successful operation, in the operation's own transaction."""
+    subject = subject or Subject()
+    AuditLog.append(
+        connection,
+        AuditEvent(
+            time=datetime.now(UTC),
+            action=action,
+            actor=actor,
+            outcome=Outcome(success=True),
+            subject=subject,
+            details=details,
+        ),
+    )
 
 
 def _aware(moment: datetime) -> datetime:
