@@ -23,7 +23,7 @@ TEST_PACKAGES := softhsm2 openssl
 help:
 	@echo "make run    set up (venv, SoftHSM2, token, database, demo PKI) and serve on http://127.0.0.1:8000"
 	@echo "make test   set up, then ruff, mypy, import-linter and pytest (SQLite and PostgreSQL)"
-	@echo "make bench  benchmarks: HSM signing (raw python-pkcs11 against the pool), audit log"
+	@echo "make bench  benchmarks: HSM signing (raw python-pkcs11 against the pool), audit log, OCSP and TSA"
 
 run: setup
 	$(BIN)/kyso serve
@@ -35,6 +35,7 @@ test: setup postgres lint
 bench: setup postgres
 	$(BIN)/python -m bench.hsm_bench
 	$(BIN)/python -m bench.audit_bench
+	$(BIN)/python -m bench.pki_bench
 
 lint: venv
 	$(BIN)/ruff check .

@@ -83,6 +83,17 @@ class PkiServices:
         self._responder: OcspResponder | None = None
         self._tsa: TimeStampAuthority | None = None
         self._cache: dict[bytes, tuple[int, OcspResult]] = {}
+        self._ca_der: dict[CredentialKind, bytes] = {}
+
+    def ca_certificate(self, kind: CredentialKind) -> bytes:
+        """A CA certificate (DER), read once: a CA certificate never changes in place."""
+        with self._lock:
+            der = self._ca_der.get(kind)
+        if der is None:
+            der = self.authority.ca_certificate(kind).dump()
+            with self._lock:
+                self._ca_der[kind] = der
+        return der
 
     def _ocsp(self) -> OcspResponder:
         with self._lock:

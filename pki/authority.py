@@ -1155,7 +1155,10 @@ class Authority:
         return OcspResponder(
             signer=self._signer(responder.key_id),
             responder_cert=_cryptography(responder.certificate),
-            issuers=[_cryptography(self.ca_certificate(kind)) for kind in CA_NAMES],
+            # The responder's certificate was delegated by the issuing CA, so it may answer
+            # for that CA's certificates only (RFC 6960 §4.2.2.2); the root's CRL covers the
+            # root's own.
+            issuers=[_cryptography(self.ca_certificate(CredentialKind.ISSUING_CA))],
             lookup=self.certificate_status,
             validity=self._config.ocsp_validity,
         )

@@ -167,7 +167,9 @@ class TimeStampAuthority:
             "_policies": policies,
             # Accuracy's fields are optional and must be absent rather than zero.
             "_accuracy": tsp.Accuracy({name: n for name, n in accuracy.items() if n}),
-            "_ess_cert_id": ess_cert_id,
+            # Kept parsed from DER: asn1crypto re-encodes a constructed value into every token
+            # (measured ≈ 1.6 ms of 17 ms), a loaded one is copied as bytes.
+            "_ess_cert_id": tsp.ESSCertIDv2.load(ess_cert_id.dump()),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -51,11 +51,11 @@ class NewUnit(_Body):
     name: str = Field(min_length=1, max_length=200)
     province: str = Field(min_length=1, max_length=128)
     locality: str = Field(min_length=1, max_length=128)
-    parent_id: int | None = Field(None, ge=1)
+    parent_id: int | None = Field(None, ge=1, le=2**62)
 
 
 class NewPerson(_Body):
-    unit_id: int = Field(ge=1)
+    unit_id: int = Field(ge=1, le=2**62)
     role: PersonRole = PersonRole.OFFICER
     full_name: str = Field(min_length=1, max_length=64)
     position: str = Field(min_length=1, max_length=128)
@@ -111,7 +111,7 @@ async def enroll_seal(unit_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, An
 
 @router.get("/people", summary="List officers and clerks")
 async def list_people(
-    pki: PkiDep, _admin: AdminDep, unit_id: int | None = None
+    pki: PkiDep, _admin: AdminDep, unit_id: Annotated[int | None, Query(ge=1, le=2**62)] = None
 ) -> list[dict[str, Any]]:
     people = await run_in_threadpool(lambda: pki.authority.people(unit_id=unit_id))
     return [_person(p) for p in people]

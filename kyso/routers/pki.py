@@ -61,8 +61,8 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
 
 @router.get("/pki/ca/{name}.crt", summary="CA certificate (DER)")
 async def ca_certificate(name: CaName, pki: PkiDep) -> Response:
-    certificate = await run_in_threadpool(pki.authority.ca_certificate, CA_BY_NAME[name])
-    return Response(certificate.dump(), media_type="application/pkix-cert")
+    der = await run_in_threadpool(pki.ca_certificate, CA_BY_NAME[name])
+    return Response(der, media_type="application/pkix-cert")
 
 
 @router.get("/pki/crl/{name}.crl", summary="Latest CRL of a CA (DER)")
