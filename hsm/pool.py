@@ -88,6 +88,10 @@ RECOVERABLE: tuple[type[pkcs11.PKCS11Error], ...] = (
 _PIN_FLAGS_REFUSED = TokenFlag.USER_PIN_LOCKED | TokenFlag.USER_PIN_FINAL_TRY
 
 
+_OPEN_RETRY_PAUSE = 0.2
+"""Seconds before :meth:`BlockingSessionPool.open` retries a token it did not find."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TokenInfo:
     """The token a pool is bound to."""
@@ -185,7 +189,13 @@ class BlockingSessionPool:
         self._serial = None if self._module.thread_safe else threading.Lock()
         self._closed = False
         with self._recover_lock:
-            self._reopen(reinitialize=False)
+            try:
+                self._reopen(reinitialize=False)
+            except HsmUnavailableError:
+                # SoftHSM 2.6 now and then misses a token that another process is opening at
+                # the same moment; the retry the error message promises, from a fresh module.
+                time.sleep(_OPEN_RETRY_PAUSE)
+                self._reopen(reinitialize=True)
 
     def close(self) -> None:
         with self._cond:

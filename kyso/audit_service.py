@@ -17,7 +17,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
 from audit import AuditError
@@ -104,7 +103,7 @@ def record_key_generated(connection: Connection, key: KeyInfo, *, actor: Actor =
 async def sequence_forever(audit: AuditLog, interval: float) -> None:
     while True:
         try:
-            await run_in_threadpool(audit.sequence)
+            await asyncio.to_thread(audit.sequence)
         except AuditError as ex:
             log.error("audit sequencing failed: %s", ex.message, extra={"code": ex.code})
         await asyncio.sleep(interval)
@@ -123,7 +122,7 @@ async def checkpoint_forever(
 
 async def publish(audit: AuditLog) -> None:
     try:
-        note = await run_in_threadpool(audit.publish_checkpoint)
+        note = await asyncio.to_thread(audit.publish_checkpoint)
     except (AuditError, HsmError) as ex:
         log.error("audit checkpoint failed: %s", ex.message, extra={"code": ex.code})
         return

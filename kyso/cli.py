@@ -560,7 +560,7 @@ def unit_add(
     name: Annotated[str, typer.Option(help="Name, e.g. 'Công an phường Bến Thành'.")],
     province: Annotated[str, typer.Option(help="Province (ST of subjects).")],
     locality: Annotated[str, typer.Option(help="Locality (L of subjects).")],
-    parent: Annotated[int | None, typer.Option(help="Parent unit id.")] = None,
+    parent: Annotated[int | None, typer.Option(min=1, max=2**62, help="Parent unit id.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add a unit to the tree (ministry → province → commune)."""
@@ -595,7 +595,8 @@ def unit_list(as_json: JsonOption = False) -> None:
 
 @unit_app.command("seal")
 def unit_seal(
-    unit_id: Annotated[int, typer.Argument(help="Unit id.")], as_json: JsonOption = False
+    unit_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Unit id.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Create the unit's agency seal credential (key on the token, certificate by the CA)."""
     with open_authority() as authority:
@@ -605,7 +606,7 @@ def unit_seal(
 
 @officer_app.command("add")
 def officer_add(
-    unit: Annotated[int, typer.Option(help="Unit id.")],
+    unit: Annotated[int, typer.Option(min=1, max=2**62, help="Unit id.")],
     name: Annotated[str, typer.Option(help="Full name, e.g. 'Nguyễn Văn Ánh'.")],
     position: Annotated[str, typer.Option(help="Position or title.")],
     cccd: Annotated[str, typer.Option(help="12-digit citizen identity number.")],
@@ -635,7 +636,7 @@ def officer_add(
 
 @officer_app.command("list")
 def officer_list(
-    unit: Annotated[int | None, typer.Option(help="Only this unit.")] = None,
+    unit: Annotated[int | None, typer.Option(min=1, max=2**62, help="Only this unit.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List officers and clerks."""
@@ -650,7 +651,8 @@ def officer_list(
 
 @officer_app.command("show")
 def officer_show(
-    person_id: Annotated[int, typer.Argument(help="Person id.")], as_json: JsonOption = False
+    person_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Person id.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Show a person and their credentials."""
     with open_authority() as authority:
@@ -669,7 +671,8 @@ def officer_show(
 
 @officer_app.command("enroll")
 def officer_enroll(
-    person_id: Annotated[int, typer.Argument(help="Person id.")], as_json: JsonOption = False
+    person_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Person id.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Generate the person's key on the token and have Kyso's CA issue the certificate."""
     with open_authority() as authority:
@@ -677,7 +680,7 @@ def officer_enroll(
     _show_credential(credential, as_json=as_json)
 
 
-CredentialArg = Annotated[int, typer.Argument(help="Credential id.")]
+CredentialArg = Annotated[int, typer.Argument(min=1, max=2**62, help="Credential id.")]
 
 
 @officer_app.command("suspend")
@@ -708,10 +711,15 @@ def officer_revoke(
 
 @officer_app.command("csr")
 def officer_csr(
-    person: Annotated[int | None, typer.Option(help="Officer: new key and request.")] = None,
-    unit: Annotated[int | None, typer.Option(help="Agency seal: new key and request.")] = None,
+    person: Annotated[
+        int | None, typer.Option(min=1, max=2**62, help="Officer: new key and request.")
+    ] = None,
+    unit: Annotated[
+        int | None, typer.Option(min=1, max=2**62, help="Agency seal: new key and request.")
+    ] = None,
     credential: Annotated[
-        int | None, typer.Option(help="Export the request of a pending credential again.")
+        int | None,
+        typer.Option(min=1, max=2**62, help="Export the request of a pending credential again."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the PEM here, not to stdout.")] = None,
 ) -> None:

@@ -102,11 +102,16 @@ class PkiServices:
             return self._responder
 
     def trust(self) -> TrustStoreHolder:
-        """The trust store, opened on first use (after ``kyso init`` made the root)."""
+        """The trust store, opened on first use (after ``kyso init`` made the root) and
+        re-read on every later use, so that anchors another process added count: its
+        callers (import, listing, adding an anchor) are rare administrative acts."""
         with self._lock:
             if self._trust is None:
                 self._trust = open_trust_store(self._settings, self.authority)
-            return self._trust
+                return self._trust
+            holder = self._trust
+        holder.reload()
+        return holder
 
     def tsa(self) -> TimeStampAuthority:
         with self._lock:
