@@ -10,7 +10,9 @@ Run from the repository root::
    service. Two ways: ``record`` (:meth:`AuditLog.record`, group commit of events that stand
    alone) and ``transaction`` (one transaction per event, :meth:`AuditLog.append` — the cost an
    event adds to a business transaction that commits anyway). Reports committed events per
-   second and the largest backlog the sequencer let build up.
+   second and the largest backlog the sequencer let build up. The baseline, measured in the
+   same run, is ``driver``: the database driver alone (sqlite3 / psycopg), one INSERT and
+   one commit per event by each writer, with no Kyso code.
 2. Proofs at ``--tree`` entries (SQLite): the tree is filled in large transactions, then
    inclusion and consistency proofs are timed (median of 200) with their node reads.
 3. ``kyso audit verify`` work at that size: export to files and verify offline.
@@ -38,13 +40,14 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from audit.events import Action, Actor, AuditEvent, Outcome, Subject
-from audit.log import AuditLog
-from audit.merkle import verify_consistency, verify_inclusion
+from audit.log import DEFAULT_BATCH, AuditLog
+from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit.note import NoteVerifier
 from audit.verify import export, verify_export
 from kyso import db
 
 TARGETS = {"sqlite": 2000.0, "postgresql": 5000.0}
+SEQUENCE_INTERVAL = 0.2
 
 
 def _event(n: int) -> AuditEvent:
@@ -87,21 +90,39 @@ def appends(url: str, writers: int, seconds: float, mode: str) -> dict[str, Any]
 
     def writer(slot: int) -> None:
         n = 0
+        raw = engine.raw_connection() if mode == "driver" else None
+        mark = "?" if engine.dialect.name == "sqlite" else "%s"
+        sql = (
+            "INSERT INTO audit_entries (created_at, leaf, leaf_hash) "
+            f"VALUES ({mark}, {mark}, {mark})"
+        )
         while not stop.is_set():
+            event = _event(n)
             if mode == "record":
-                log.record(_event(n))
-            else:
+                log.record(event)
+            elif mode == "transaction":
                 with engine.begin() as connection:
-                    AuditLog.append(connection, _event(n))
+                    AuditLog.append(connection, event)
+            else:  # the driver alone: what one commit per event costs without Kyso
+                assert raw is not None
+                leaf = event.leaf()
+                cursor = raw.cursor()
+                cursor.execute(sql, (datetime.now(UTC).isoformat(), leaf, leaf_hash(leaf)))
+                cursor.close()
+                raw.commit()
             n += 1
         counts[slot] = n
+        if raw is not None:
+            raw.close()
 
     def sequencer() -> None:
+        # As in the service: a pass every KYSO_AUDIT_SEQUENCE_INTERVAL (0.2 s by default),
+        # back to back while a pass fills a whole batch.
         nonlocal backlog_max
         while not stop.is_set():
             backlog_max = max(backlog_max, log.backlog())
-            if not log.sequence():
-                time.sleep(0.02)
+            if log.sequence() < DEFAULT_BATCH:
+                stop.wait(SEQUENCE_INTERVAL)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
     threads.append(threading.Thread(target=sequencer))
@@ -172,8 +193,6 @@ def big_tree(url: str, size: int, workdir: Path) -> dict[str, Any]:
         proof = log.inclusion_proof(index, size)
         inclusion.append(time.perf_counter() - t)
         leaf = log.entries(index, index + 1)[0].leaf
-        from audit.merkle import leaf_hash
-
         verify_inclusion(leaf_hash(leaf), index, size, proof, root)
         first = rng.randrange(1, size)
         t = time.perf_counter()
@@ -219,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"writers": args.writers, "seconds": args.seconds}
     with tempfile.TemporaryDirectory(prefix="kyso-audit-bench-") as tmp:
         work = Path(tmp)
-        for mode in ("record", "transaction"):
+        for mode in ("driver", "record", "transaction"):
             runs = summary[mode] = {}
             runs["sqlite"] = appends(
                 f"sqlite:///{work / f'{mode}.db'}", args.writers, args.seconds, mode
@@ -232,9 +251,13 @@ def main(argv: list[str] | None = None) -> int:
             for engine_name, run in runs.items():
                 rate = run["events_per_s"]
                 verdict = "PASS" if rate >= TARGETS[engine_name] else "MISS"
+                if mode == "driver":
+                    verdict = "(baseline)"
+                floor = summary["driver"][engine_name]["events_per_s"]
                 print(
                     f"appends ({mode:<11}) {engine_name:<10} {rate:>7} events/s with "
                     f"{args.writers} writers (target >= {TARGETS[engine_name]:.0f}) {verdict}; "
+                    f"x{rate / floor:.2f} the driver's one-commit-per-event rate; "
                     f"max backlog {run['backlog_max']}, "
                     f"drained {run['drain_after_stop_s']} s after stop"
                 )
