@@ -43,7 +43,7 @@ from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.demo import create_demo
 from kyso.errors import KysoError
-from kyso.pki_service import CA_BY_NAME, make_authority, open_trust_store
+from kyso.pki_service import CA_BY_NAME, add_trust_anchor, make_authority, open_trust_store
 from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
 from kyso.tables import hsm_keys
@@ -836,8 +836,13 @@ def pki_trust_add(
 ) -> None:
     """Trust an external root (e.g. the national root CA) for imports and verification."""
     with open_authority() as authority:
-        entry = open_trust_store(settings(), authority).add_anchor(
-            file.read_bytes(), name=name, allow_intermediate=intermediate
+        entry = add_trust_anchor(
+            open_trust_store(settings(), authority),
+            authority,
+            file.read_bytes(),
+            name=name,
+            intermediate=intermediate,
+            actor=cli_actor(),
         )
     typer.echo(f"trusted {entry.subject} (SHA-256 {entry.fingerprint})")
 

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from audit.events import Actor
 from hsm import BlockingSessionPool, HsmError, KeySpec
 from kyso.settings import Settings
 from pki.authority import CA_NAMES, Authority, AuthorityConfig
 from pki.errors import NotFoundError, PkiError
 from pki.ocsp import OcspResponder, OcspResult
 from pki.store import CredentialKind
-from pki.truststore import ANCHORS, INTERMEDIATES, TrustStoreHolder
+from pki.truststore import ANCHORS, INTERMEDIATES, TrustEntry, TrustStoreHolder
 from pki.tsa import TimeStampAuthority
 
 log = logging.getLogger("kyso.pki")
@@ -65,6 +66,27 @@ def open_trust_store(settings: Settings, authority: Authority) -> TrustStoreHold
     except NotFoundError:
         roots = []
     return TrustStoreHolder(settings.trust_path, extra_anchors=roots)
+
+
+def add_trust_anchor(
+    holder: TrustStoreHolder,
+    authority: Authority,
+    data: bytes,
+    *,
+    name: str,
+    intermediate: bool,
+    actor: Actor,
+) -> TrustEntry:
+    """Trust one more external CA, and audit it (the trust store is files, not rows)."""
+    entry = holder.add_anchor(data, name=name, allow_intermediate=intermediate)
+    authority.record_change(
+        actor,
+        "trust.anchor_added",
+        fingerprint=entry.fingerprint,
+        subject=entry.subject[:200],
+        intermediate=intermediate,
+    )
+    return entry
 
 
 class PkiServices:

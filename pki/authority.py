@@ -339,6 +339,16 @@ class Authority:
             )
             self._insert_certificate(connection, credential_id, certificate, actor)
 
+    def record_change(self, actor: Actor, change: str, **details: DetailValue) -> None:
+        """Audit a PKI configuration change made outside the database (the trust store)."""
+        with self._engine.begin() as connection:
+            _record(
+                connection,
+                Action.CONFIGURATION_CHANGED,
+                actor,
+                details={"change": change, **details},
+            )
+
     # -- units and people ------------------------------------------------------------------
 
     def add_unit(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.events import Actor
 from kyso.errors import KysoError
-from kyso.pki_service import CA_BY_NAME
+from kyso.pki_service import CA_BY_NAME, add_trust_anchor
 from kyso.routers.access import is_local
 from kyso.routers.pki import CaName, PkiDep
 from pki.authority import Credential, Person, Unit
@@ -236,10 +236,15 @@ async def trust_list(pki: PkiDep, _admin: AdminDep) -> list[dict[str, Any]]:
 
 
 @router.post("/pki/trust", status_code=201, summary="Trust an external root")
-async def trust_add(body: NewAnchor, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
+async def trust_add(body: NewAnchor, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
     entry = await run_in_threadpool(
-        lambda: pki.trust().add_anchor(
-            body.pem.encode("utf-8"), name=body.name, allow_intermediate=body.intermediate
+        lambda: add_trust_anchor(
+            pki.trust(),
+            pki.authority,
+            body.pem.encode("utf-8"),
+            name=body.name,
+            intermediate=body.intermediate,
+            actor=admin,
         )
     )
     return entry.as_dict()

@@ -25,8 +25,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from audit.events import Actor
+from audit.events import Action, Actor, AuditEvent
+from audit.store import audit_entries
 from hsm import BlockingSessionPool
 from kyso import db
 from kyso.app import create_app
@@ -646,6 +648,16 @@ def test_external_ca_enrolment_over_the_api(client: TestClient, tmp_path: Path):
     assert duplicate.status_code == 409
     trusted = client.get("/api/v1/pki/trust").json()
     assert len([e for e in trusted if e["anchor"]]) == 2, "Kyso's root and the new anchor"
+    # The trust store is files; the change is audited all the same, once.
+    with client.app.state.runtime.engine.connect() as connection:  # type: ignore[attr-defined]
+        leaves = connection.execute(select(audit_entries.c.leaf)).scalars().all()
+    changes = [
+        event.details
+        for event in map(AuditEvent.from_leaf, map(bytes, leaves))
+        if event.action is Action.CONFIGURATION_CHANGED
+        and event.details.get("change") == "trust.anchor_added"
+    ]
+    assert [c["fingerprint"] for c in changes] == [added.json()["fingerprint"]]
 
     # Signed by a CA nobody trusts, with the right key: still refused.
     stranger = TestCa.create("CA không được tin cậy")
