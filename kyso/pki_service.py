@@ -1,5 +1,5 @@
-"""The PKI inside the composition root: the Authority built from settings, and the
-caches in front of OCSP and the CRLs."""
+"""The PKI inside the composition root: the Authority built from settings, the trust
+store, and the per-process caches in front of OCSP and the CA certificates."""
 
 from __future__ import annotations
 
