@@ -16,14 +16,14 @@ export KYSO_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/po
 
 # Debian packages: what the service needs, and what the tests use as independent checkers.
 RUN_PACKAGES := softhsm2
-TEST_PACKAGES := softhsm2 openssl
+TEST_PACKAGES := softhsm2 openssl qpdf poppler-utils
 
 .PHONY: help run test bench setup venv system-packages token database postgres lint clean
 
 help:
 	@echo "make run    set up (venv, SoftHSM2, token, database, demo PKI) and serve on http://127.0.0.1:8000"
 	@echo "make test   set up, then ruff, mypy, import-linter and pytest (SQLite and PostgreSQL)"
-	@echo "make bench  benchmarks: HSM signing (raw python-pkcs11 against the pool), audit log, OCSP and TSA"
+	@echo "make bench  benchmarks: HSM signing, audit log, OCSP and TSA, PAdES signing against pyHanko"
 
 run: setup
 	$(BIN)/kyso serve
@@ -36,6 +36,7 @@ bench: setup postgres
 	$(BIN)/python -m bench.hsm_bench
 	$(BIN)/python -m bench.audit_bench
 	$(BIN)/python -m bench.pki_bench
+	$(BIN)/python -m bench.signer_bench
 
 lint: venv
 	$(BIN)/ruff check .
