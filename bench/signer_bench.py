@@ -15,6 +15,9 @@ One throwaway SoftHSM2 token, one officer credential (ECDSA P-256) of a Kyso CA,
 - ``kyso-2-threads``: 2 threads of one process sharing the session pool.
 - ``kyso-2-processes``: 2 spawned processes, each with its own PKCS#11 module and pool
   (pyHanko's PDF work is pure Python and holds the GIL, so threads do not use both cores).
+- ``kyso-bt-1`` and ``kyso-bt-2-processes``: PAdES B-T, a signature timestamp from Kyso's
+  own TSA called in process (:class:`signer.timestamps.TsaTimestamper`; each token takes a
+  serial from the database, SQLite here); each worker process builds its own TSA.
 
 Variants are interleaved: every round runs each one for a fixed time, in an order that
 rotates and reverses from round to round, and the report gives medians over the rounds;
@@ -122,29 +125,66 @@ def _threads_rate(sign: Callable[[], bytes], threads: int, duration: float) -> f
     return sum(rates)
 
 
-def _process_worker(connection: Connection, config: HsmConfig, credential: Any, pdf: bytes) -> None:
-    """A worker process: its own PKCS#11 module and session pool, Kyso's pipeline in a loop."""
+def _process_worker(
+    connection: Connection,
+    config: HsmConfig,
+    credential: Any,
+    pdf: bytes,
+    database_url: str | None,
+) -> None:
+    """A worker process: its own PKCS#11 module and session pool, Kyso's pipeline in a loop;
+    with ``database_url``, B-T with a TSA of its own on that database."""
     from hsm import BlockingSessionPool
+    from kyso.db import make_engine
+    from pki.authority import Authority, AuthorityConfig
     from signer.pades import sign_pdf
+    from signer.timestamps import TsaTimestamper
 
     with BlockingSessionPool(config) as pool:
-        sign_pdf(pdf, credential, pool, usable=None)  # warm up
+        if database_url is None:
+
+            def sign() -> bytes:
+                return sign_pdf(pdf, credential, pool, usable=None)
+
+        else:
+            authority = Authority(
+                engine=make_engine(database_url),
+                pool=pool,
+                config=AuthorityConfig(public_url="http://127.0.0.1:8000"),
+            )
+            timestamper = TsaTimestamper(respond=authority.timestamp_authority().respond)
+
+            def sign() -> bytes:
+                return sign_pdf(
+                    pdf, credential, pool, usable=None, level="B-T", timestamper=timestamper
+                )
+
+        sign()  # warm up
         connection.send("ready")
         while (duration := connection.recv()) is not None:
-            connection.send(_rate(lambda: sign_pdf(pdf, credential, pool, usable=None), duration))
+            connection.send(_rate(sign, duration))
 
 
 class _Processes:
     """Worker processes started once (spawned: PKCS#11 state must not be forked)."""
 
-    def __init__(self, count: int, config: HsmConfig, credential: Any, pdf: bytes) -> None:
+    def __init__(
+        self,
+        count: int,
+        config: HsmConfig,
+        credential: Any,
+        pdf: bytes,
+        database_url: str | None = None,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._connections: list[Connection] = []
         self._processes = []
         for _ in range(count):
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=_process_worker, args=(theirs, config, credential, pdf), daemon=True
+                target=_process_worker,
+                args=(theirs, config, credential, pdf, database_url),
+                daemon=True,
             )
             process.start()
             self._connections.append(ours)
@@ -165,13 +205,23 @@ class _Processes:
             process.join(timeout=10)
 
 
-VARIANTS = ("pyhanko-1", "kyso-1", "kyso-1-checked", "kyso-2-threads", "kyso-2-processes")
+VARIANTS = (
+    "pyhanko-1",
+    "kyso-1",
+    "kyso-1-checked",
+    "kyso-2-threads",
+    "kyso-2-processes",
+    "kyso-bt-1",
+    "kyso-bt-2-processes",
+)
 DESCRIPTIONS = {
     "pyhanko-1": "pyHanko sign_pdf + PKCS11Signer, 1 thread",
     "kyso-1": "Kyso sign_pdf, 1 thread",
     "kyso-1-checked": "Kyso sign_pdf + usable_credential, 1 thread",
     "kyso-2-threads": "Kyso sign_pdf, 2 threads (one process)",
     "kyso-2-processes": "Kyso sign_pdf, 2 processes",
+    "kyso-bt-1": "Kyso sign_pdf B-T (own TSA), 1 thread",
+    "kyso-bt-2-processes": "Kyso sign_pdf B-T (own TSA), 2 processes",
 }
 RATIO_TARGET = 30.0
 RATE_TARGET = 400.0
@@ -187,7 +237,9 @@ def _softhsm_version() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _validate(signed: bytes, root: Any, issuing: Any, officer: bytes) -> None:
+def _validate(
+    signed: bytes, root: Any, issuing: Any, officer: bytes, *, timestamped: bool = False
+) -> None:
     """Full pyHanko validation of one document of each pipeline, before any timing."""
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import validate_pdf_signature
@@ -204,6 +256,15 @@ def _validate(signed: bytes, root: Any, issuing: Any, officer: bytes) -> None:
         status.bottom_line
         and status.coverage is SignatureCoverageLevel.ENTIRE_FILE
         and status.signing_cert.dump() == officer
+        and (
+            not timestamped
+            or (
+                (stamp := status.timestamp_validity) is not None
+                and stamp.intact
+                and stamp.valid
+                and stamp.trusted
+            )
+        )
     ):
         raise AssertionError(f"a benchmarked signature does not validate: {status.summary()}")
 
@@ -226,6 +287,7 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
     from pki.store import CredentialKind, PersonRole, UnitKind
     from signer.cms import SigningCredential
     from signer.pades import sign_pdf
+    from signer.timestamps import TsaTimestamper, timestamp_reserve
 
     label = f"bench-{secrets.token_hex(4)}"
     user_pin = secrets.token_hex(8)
@@ -234,11 +296,13 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
     pin_file.write_text(user_pin + "\n")
     pin_file.chmod(0o600)
     config = HsmConfig(token_label=label, pin=PinSource(file=pin_file), pool_size=4)
-    engine = db.make_engine(f"sqlite:///{softhsm_dir / 'kyso.db'}")
+    database_url = f"sqlite:///{softhsm_dir / 'kyso.db'}"
+    engine = db.make_engine(database_url)
     db.upgrade(engine)
     pool = BlockingSessionPool(config)
     pool.open()
     processes: _Processes | None = None
+    bt_processes: _Processes | None = None
     started = time.perf_counter()
     try:
         actor = Actor(id="bench", role="system-admin")
@@ -272,6 +336,10 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
         chain = authority.internal_chain()
         credential = SigningCredential.prepare(officer, chain)
         pdf = one_page_pdf()
+        timestamper = TsaTimestamper(respond=authority.timestamp_authority().respond)
+        bt_credential = SigningCredential.prepare(
+            officer, chain, timestamp_reserve=timestamp_reserve(timestamper)
+        )
 
         # pyHanko's own pipeline on the same key: a session of its own through the module
         # object the pool loaded (login state is per application, so it sees the key).
@@ -299,10 +367,17 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
         def kyso_sign_checked() -> bytes:
             return sign_pdf(pdf, credential, pool, usable=authority.usable_credential)
 
+        def kyso_sign_bt() -> bytes:
+            return sign_pdf(
+                pdf, bt_credential, pool, usable=None, level="B-T", timestamper=timestamper
+            )
+
         root = authority.ca_certificate(CredentialKind.ROOT_CA)
         for sign in (pyhanko_sign, kyso_sign, kyso_sign_checked):
             _validate(sign(), root, chain[0], officer.certificate.dump())
+        _validate(kyso_sign_bt(), root, chain[0], officer.certificate.dump(), timestamped=True)
         processes = _Processes(2, config, credential, pdf)
+        bt_processes = _Processes(2, config, bt_credential, pdf, database_url)
 
         def measure(name: str) -> float:
             if name == "pyhanko-1":
@@ -314,6 +389,11 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
                 return _rate(kyso_sign_checked, seconds)
             if name == "kyso-2-threads":
                 return _threads_rate(kyso_sign, 2, seconds)
+            if name == "kyso-bt-1":
+                return _rate(kyso_sign_bt, seconds)
+            if name == "kyso-bt-2-processes":
+                assert bt_processes is not None
+                return bt_processes.rate(seconds)
             assert processes is not None
             return processes.rate(seconds)
 
@@ -327,6 +407,8 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
     finally:
         if processes is not None:
             processes.close()
+        if bt_processes is not None:
+            bt_processes.close()
         pool.close()
         engine.dispose()
         shutil.rmtree(softhsm_dir, ignore_errors=True)
@@ -383,7 +465,7 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
 def report(summary: dict[str, Any]) -> str:
     lines = [
         f"SoftHSM {summary['softhsm']}, {summary['cpus']} CPUs, Python {summary['python']}, "
-        f"key {summary['key']}, document {summary['document']}, PAdES B-B",
+        f"key {summary['key']}, document {summary['document']}, PAdES B-B (B-T where named)",
         f"{summary['rounds']} interleaved rounds of {summary['seconds_per_variant']} s per "
         "variant (pyHanko: twice that); medians over the rounds",
         "",

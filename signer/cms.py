@@ -10,19 +10,27 @@ message-digest attribute and the signature are encoded, by hand.
 Signed attributes (ETSI EN 319 142-1, PAdES baseline B-B): content-type, message-digest,
 signing-certificate-v2. No signing-time: PAdES forbids it in the CMS; the claimed time is
 the signature dictionary's ``/M``.
+
+PAdES baseline B-T adds one unsigned attribute, id-aa-signatureTimeStampToken (RFC 3161
+Appendix A): a TimeStampToken whose message imprint is SHA-256 of the SignerInfo's signature
+value (the octets of the ``signature`` OCTET STRING, not its encoding).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from asn1crypto import x509 as asn1_x509
 
 from hsm import BlockingSessionPool, HashAlg, SignScheme
 from pki.authority import Credential
-from signer.errors import UnsupportedCredentialError
+from signer.errors import TimestampFailedError, UnsupportedCredentialError
+
+Timestamper = Callable[[bytes], bytes]
+"""SHA-256 of a signature value → DER TimeStampToken (a ContentInfo) over it. Raises
+:class:`~signer.errors.TimestampFailedError` when no token can be had."""
 
 # -- DER -----------------------------------------------------------------------------------
 
@@ -43,7 +51,7 @@ def _der_set_of(items: Sequence[bytes]) -> bytes:
     return b"".join(sorted(items))
 
 
-_SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0 = 0x30, 0x31, 0x04, 0xA0
+_SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0, _CONTEXT_1 = 0x30, 0x31, 0x04, 0xA0, 0xA1
 _INTEGER_1 = b"\x02\x01\x01"
 
 _OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
@@ -52,6 +60,8 @@ _OID_CONTENT_TYPE = bytes.fromhex("06092a864886f70d010903")  # 1.2.840.113549.1.
 _OID_MESSAGE_DIGEST = bytes.fromhex("06092a864886f70d010904")  # 1.2.840.113549.1.9.4
 # id-aa-signingCertificateV2, 1.2.840.113549.1.9.16.2.47 (RFC 5035)
 _OID_SIGNING_CERTIFICATE_V2 = bytes.fromhex("060b2a864886f70d010910022f")
+# id-aa-signatureTimeStampToken, 1.2.840.113549.1.9.16.2.14 (RFC 3161 Appendix A)
+_OID_SIGNATURE_TIME_STAMP_TOKEN = bytes.fromhex("060b2a864886f70d010910020e")
 
 # RFC 5754: the SHA-2 AlgorithmIdentifier has absent parameters.
 SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("0609608648016503040201"))
@@ -80,6 +90,12 @@ def _signing_certificate_v2(certificate: asn1_x509.Certificate, der: bytes) -> b
     ess_cert_id = _tlv(_SEQUENCE, _tlv(_OCTET_STRING, hashlib.sha256(der).digest()) + issuer_serial)
     value = _tlv(_SEQUENCE, _tlv(_SEQUENCE, ess_cert_id))
     return _tlv(_SEQUENCE, _OID_SIGNING_CERTIFICATE_V2 + _tlv(_SET, value))
+
+
+def _signature_timestamp_attributes(token: bytes) -> bytes:
+    """SignerInfo.unsignedAttrs ([1] IMPLICIT SET OF) holding one signature timestamp."""
+    attribute = _tlv(_SEQUENCE, _OID_SIGNATURE_TIME_STAMP_TOKEN + _tlv(_SET, token))
+    return _tlv(_CONTEXT_1, attribute)
 
 
 def _max_signature_size(certificate: asn1_x509.Certificate, scheme: SignScheme) -> int:
@@ -113,7 +129,10 @@ class SigningCredential:
     signer_name: str
     """The subject's common name, for the signature dictionary's ``/Name``."""
     max_cms_size: int
-    """Upper bound of the CMS length in bytes: what the PDF reserves (hex: twice that)."""
+    """Upper bound of the CMS length in bytes: what the PDF reserves (hex: twice that).
+    Includes a signature timestamp of up to :attr:`timestamp_reserve` bytes."""
+    timestamp_reserve: int
+    """Largest TimeStampToken (DER bytes) the reserved space holds; 0: B-B only."""
     signature_algorithm: bytes
     """SignerInfo.signatureAlgorithm, DER."""
     signer_info_head: bytes
@@ -125,11 +144,21 @@ class SigningCredential:
 
     @classmethod
     def prepare(
-        cls, credential: Credential, chain: Sequence[asn1_x509.Certificate]
+        cls,
+        credential: Credential,
+        chain: Sequence[asn1_x509.Certificate],
+        *,
+        timestamp_reserve: int = 0,
     ) -> SigningCredential:
         """Encode once what every signature of ``credential`` shares. ``chain`` is what to
         embed after the signer's certificate (Kyso's CA: :meth:`Authority.internal_chain`;
-        an external certificate: :attr:`Credential.chain`)."""
+        an external certificate: :attr:`Credential.chain`).
+
+        ``timestamp_reserve`` (bytes) makes room for a B-T signature timestamp token of at
+        most that size (:func:`signer.timestamps.timestamp_reserve` measures one); a larger
+        token is refused when signing rather than overflowing ``/Contents``."""
+        if timestamp_reserve < 0:
+            raise ValueError("timestamp_reserve must not be negative")
         certificate = credential.certificate
         if certificate is None:
             raise UnsupportedCredentialError(f"credential {credential.id} has no certificate")
@@ -161,6 +190,7 @@ class SigningCredential:
             certificate=der,
             signer_name=str(subject.get("common_name") or subject.get("organization_name", "")),
             max_cms_size=0,  # measured below, on a longest-possible signature
+            timestamp_reserve=timestamp_reserve,
             signature_algorithm=signature_algorithm,
             signer_info_head=_INTEGER_1 + sid + SHA256_ALGORITHM,
             fixed_attributes=(
@@ -169,9 +199,12 @@ class SigningCredential:
             ),
             signed_data_head=signed_data_head,
         )
+        # A placeholder of exactly the reserved size: the DER lengths around a smaller token
+        # are never longer, so the bound holds for every token that fits the reserve.
         longest = prepared.assemble(
             prepared.signed_attributes(bytes(_DIGEST_SIZE)),
             bytes(_max_signature_size(certificate, scheme)),
+            _signature_timestamp_attributes(bytes(timestamp_reserve)) if timestamp_reserve else b"",
         )
         return replace(prepared, max_cms_size=len(longest))
 
@@ -182,8 +215,11 @@ class SigningCredential:
         attributes = (*self.fixed_attributes, _MESSAGE_DIGEST_HEAD + document_digest)
         return _tlv(_SET, _der_set_of(attributes))
 
-    def assemble(self, signed_attributes: bytes, signature: bytes) -> bytes:
-        """The ContentInfo around one SignerInfo, DER."""
+    def assemble(
+        self, signed_attributes: bytes, signature: bytes, unsigned_attributes: bytes = b""
+    ) -> bytes:
+        """The ContentInfo around one SignerInfo, DER. ``unsigned_attributes`` is the
+        encoded ``[1] unsignedAttrs`` field, or empty."""
         # In the SignerInfo the SET OF is tagged [0] IMPLICIT instead of SET.
         signer_info = _tlv(
             _SEQUENCE,
@@ -191,14 +227,26 @@ class SigningCredential:
             + bytes((_CONTEXT_0,))
             + signed_attributes[1:]
             + self.signature_algorithm
-            + _tlv(_OCTET_STRING, signature),
+            + _tlv(_OCTET_STRING, signature)
+            + unsigned_attributes,
         )
         signed_data = _tlv(_SEQUENCE, self.signed_data_head + _tlv(_SET, signer_info))
         return _tlv(_SEQUENCE, _OID_SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
 
-    def sign(self, document_digest: bytes, pool: BlockingSessionPool) -> bytes:
+    def sign(
+        self,
+        document_digest: bytes,
+        pool: BlockingSessionPool,
+        *,
+        timestamper: Timestamper | None = None,
+    ) -> bytes:
         """The CMS (DER) of a PAdES B-B signature over ``document_digest`` (SHA-256 of the
-        PDF's byte ranges), signed on the HSM."""
+        PDF's byte ranges), signed on the HSM; with ``timestamper``, B-T: the signature
+        value is timestamped and the token added as an unsigned attribute."""
+        if timestamper is not None and not self.timestamp_reserve:
+            raise TimestampFailedError(
+                "this credential was prepared without room for a timestamp (timestamp_reserve)"
+            )
         signed_attributes = self.signed_attributes(document_digest)
         signature = pool.sign_digest(
             self.key_id,
@@ -206,4 +254,12 @@ class SigningCredential:
             scheme=self.scheme,
             hash_alg=HashAlg.SHA256,
         )
-        return self.assemble(signed_attributes, signature)
+        if timestamper is None:
+            return self.assemble(signed_attributes, signature)
+        token = timestamper(hashlib.sha256(signature).digest())
+        if len(token) > self.timestamp_reserve:
+            raise TimestampFailedError(
+                f"the timestamp token has {len(token)} bytes, more than the "
+                f"{self.timestamp_reserve} reserved"
+            )
+        return self.assemble(signed_attributes, signature, _signature_timestamp_attributes(token))

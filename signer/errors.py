@@ -29,3 +29,10 @@ class InvalidDocumentError(SignerError):
     """The input is not a PDF that can be signed (unreadable, encrypted, too large...)."""
 
     code = "signer.invalid_document"
+
+
+class TimestampFailedError(SignerError):
+    """No usable signature timestamp: the TSA refused or failed, or its token does not
+    answer the request (imprint, nonce) or does not fit the space reserved for it."""
+
+    code = "signer.timestamp_failed"

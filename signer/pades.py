@@ -1,17 +1,19 @@
-"""PAdES B-B signing of a PDF: pyHanko for the PDF structure, Kyso's CMS for the signature.
+"""PAdES B-B and B-T signing of a PDF: pyHanko for the PDF structure, Kyso's CMS for the
+signature.
 
 pyHanko prepares the incremental update, the signature dictionary and the ``/ByteRange``
 digest (:meth:`PdfSigner.async_digest_doc_for_signing`); the CMS comes from
 :meth:`SigningCredential.sign` and goes into the reserved ``/Contents``. The space to
 reserve is known from the prepared credential, so pyHanko never builds a dummy signature
-to size it, and never builds a CMS at all.
+to size it, and never builds a CMS at all. For B-T the signature timestamp is obtained
+while the CMS is built (:meth:`SigningCredential.sign` with a timestamper), not by pyHanko.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from io import BytesIO
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from asn1crypto import algos
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -22,8 +24,11 @@ from pyhanko.sign.signers.pdf_cms import ExternalSigner
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 
 from hsm import BlockingSessionPool, SignScheme
-from signer.cms import SigningCredential
+from signer.cms import SigningCredential, Timestamper
 from signer.errors import InvalidDocumentError, SignerError
+
+Level = Literal["B-B", "B-T"]
+"""PAdES baseline levels produced here."""
 
 T = TypeVar("T")
 
@@ -69,14 +74,33 @@ def sign_pdf(
     reason: str | None = None,
     location: str | None = None,
     max_size: int = MAX_DOCUMENT_SIZE,
+    level: Level = "B-B",
+    timestamper: Timestamper | None = None,
 ) -> bytes:
-    """Sign ``data`` (a PDF) with a PAdES B-B signature in a new invisible field.
+    """Sign ``data`` (a PDF) with a PAdES signature in a new invisible field.
+
+    ``level="B-T"`` adds a signature timestamp from ``timestamper`` (required then, and
+    the credential must be prepared with a ``timestamp_reserve``); if no timestamp can be
+    had, :class:`~signer.errors.TimestampFailedError` is raised and no PDF is produced.
 
     ``usable`` is called with the credential id before anything is signed and must raise
     if the credential may not sign (``Authority.usable_credential``); ``None`` skips the
     check, for callers that made it themselves. Blocking: run it in a thread from async
     code.
     """
+    if level == "B-T":
+        if timestamper is None:
+            raise SignerError("PAdES B-T needs a timestamper", code="signer.timestamper_required")
+        if not credential.timestamp_reserve:
+            raise SignerError(
+                "PAdES B-T needs a credential prepared with a timestamp_reserve",
+                code="signer.timestamper_required",
+            )
+    elif level == "B-B":
+        if timestamper is not None:
+            raise SignerError("a timestamper is only used for PAdES B-T", code="signer.bad_level")
+    else:
+        raise SignerError(f"unsupported PAdES level {level!r}", code="signer.bad_level")
     if usable is not None:
         usable(credential.credential_id)
     if len(data) > max_size:
@@ -104,5 +128,6 @@ def sign_pdf(
         )
     except (PdfError, SigningError) as ex:
         raise InvalidDocumentError(f"the PDF cannot be prepared for signing: {ex}") from ex
-    prepared.fill_with_cms(output, credential.sign(prepared.document_digest, pool))
+    signed_cms = credential.sign(prepared.document_digest, pool, timestamper=timestamper)
+    prepared.fill_with_cms(output, signed_cms)
     return output.getvalue()
