@@ -37,9 +37,7 @@ import platform
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +45,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.environment import softhsm_version, throwaway_softhsm
 
 if TYPE_CHECKING:
     from hsm import KeyInfo, SessionPool
@@ -86,17 +86,6 @@ class Variant:
     @property
     def key(self) -> str:
         return f"{self.kind}-{self.workers}"
-
-
-def _throwaway_softhsm() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="kyso-bench-softhsm-"))
-    (root / "tokens").mkdir(mode=0o700)
-    (root / "softhsm2.conf").write_text(
-        f"directories.tokendir = {root / 'tokens'}\n"
-        "objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"
-    )
-    os.environ["SOFTHSM2_CONF"] = str(root / "softhsm2.conf")
-    return root
 
 
 def _threads_rate(signers: list[Signer], duration: float) -> float:
@@ -166,18 +155,8 @@ def _verify(key: KeyInfo, signature: bytes, *, raw: bool) -> None:
         public.verify(signature, DIGEST, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
 
 
-def _softhsm_version() -> str:
-    try:
-        out = subprocess.run(
-            ["softhsm2-util", "--version"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def run(rounds: int) -> dict[str, Any]:
-    softhsm_dir = _throwaway_softhsm()
+    softhsm_dir = throwaway_softhsm()
     # SOFTHSM2_CONF is read when the module is loaded; import hsm only now.
     from pkcs11 import Mechanism, ObjectClass
 
@@ -310,7 +289,7 @@ def run(rounds: int) -> dict[str, Any]:
             "async_2_vs_async_1": round(medians["async-2"] / medians["async-1"], 3),
         }
     return {
-        "softhsm": _softhsm_version(),
+        "softhsm": softhsm_version(),
         "module": module.path,
         "thread_safe": module.thread_safe,
         "cpus": os.cpu_count(),

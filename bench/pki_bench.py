@@ -58,7 +58,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.hsm_bench import _softhsm_version, _throwaway_softhsm
+from bench.environment import enroll_officer, new_token, softhsm_version, throwaway_softhsm
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -240,7 +240,7 @@ def _stop_server(process: subprocess.Popen[bytes]) -> None:
 
 
 def run(seconds: float, rounds: int, clients: int, http: bool) -> dict[str, Any]:
-    root = _throwaway_softhsm()
+    root = throwaway_softhsm()
     # SOFTHSM2_CONF is read when the module is loaded: import hsm (and what uses it) only now.
     from cryptography import x509 as cx509
     from cryptography.hazmat.primitives import hashes
@@ -250,18 +250,11 @@ def run(seconds: float, rounds: int, clients: int, http: bool) -> dict[str, Any]
 
     from audit.events import Actor
     from hsm import BlockingSessionPool, HashAlg, SignScheme
-    from hsm.provision import provision_token
     from kyso import db
     from kyso.pki_service import PkiServices, make_authority
     from kyso.settings import load_settings
-    from pki.store import PersonRole, UnitKind
 
-    label = f"bench-{secrets.token_hex(4)}"
-    user_pin = secrets.token_hex(8)
-    provision_token(label=label, so_pin=secrets.token_hex(8), user_pin=user_pin)
-    pin_file = root / "user.pin"
-    pin_file.write_text(user_pin + "\n")
-    pin_file.chmod(0o600)
+    label, pin_file = new_token(root)
     data_dir = root / "data"
     data_dir.mkdir()
     port = _free_port()
@@ -282,27 +275,7 @@ def run(seconds: float, rounds: int, clients: int, http: bool) -> dict[str, Any]
     try:
         actor = Actor(id="bench", role="system-admin")
         authority = make_authority(settings, engine, pool)
-        authority.ensure_hierarchy(actor)
-        ministry = authority.add_unit(
-            kind=UnitKind.MINISTRY, code="BCA", name="Bộ Công an", province="Hà Nội",
-            locality="Hà Nội", parent_id=None, actor=actor,
-        )  # fmt: skip
-        province = authority.add_unit(
-            kind=UnitKind.PROVINCE, code="CAT-HCM", name="Công an Thành phố Hồ Chí Minh",
-            province="Thành phố Hồ Chí Minh", locality="Thành phố Hồ Chí Minh",
-            parent_id=ministry.id, actor=actor,
-        )  # fmt: skip
-        commune = authority.add_unit(
-            kind=UnitKind.COMMUNE, code="CAP-BT", name="Công an phường Bến Thành",
-            province="Thành phố Hồ Chí Minh", locality="Phường Bến Thành",
-            parent_id=province.id, actor=actor,
-        )  # fmt: skip
-        person = authority.add_person(
-            unit_id=commune.id, role=PersonRole.OFFICER, full_name="Nguyễn Văn Ánh",
-            position="Trưởng Công an phường", cccd="079085001234",
-            email="anh.nv@btn.hcm.bench.kyso.vn", actor=actor,
-        )  # fmt: skip
-        officer = authority.enroll_person(person.id, actor)
+        officer = enroll_officer(authority, actor)
         assert officer.certificate is not None
 
         services = PkiServices(authority, settings)
@@ -422,7 +395,7 @@ def run(seconds: float, rounds: int, clients: int, http: bool) -> dict[str, Any]
         "ocsp_cached_vs_raw_sign": results["ocsp-cached"]["vs_raw_sign"],
     }
     return {
-        "softhsm": _softhsm_version(),
+        "softhsm": softhsm_version(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "key": "ec-p256",

@@ -33,19 +33,17 @@ import json
 import multiprocessing
 import os
 import platform
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from io import BytesIO
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.environment import enroll_officer, new_token, softhsm_version, throwaway_softhsm
 
 if TYPE_CHECKING:
     from hsm import HsmConfig
@@ -77,17 +75,6 @@ def one_page_pdf(text: str = "Giấy xác nhận thông tin về cư trú") -> b
         xref,
     )
     return bytes(out)
-
-
-def _throwaway_softhsm() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="kyso-bench-softhsm-"))
-    (root / "tokens").mkdir(mode=0o700)
-    (root / "softhsm2.conf").write_text(
-        f"directories.tokendir = {root / 'tokens'}\n"
-        "objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"
-    )
-    os.environ["SOFTHSM2_CONF"] = str(root / "softhsm2.conf")
-    return root
 
 
 def _rate(sign: Callable[[], bytes], duration: float) -> float:
@@ -227,16 +214,6 @@ RATIO_TARGET = 30.0
 RATE_TARGET = 400.0
 
 
-def _softhsm_version() -> str:
-    try:
-        out = subprocess.run(
-            ["softhsm2-util", "--version"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def _validate(
     signed: bytes, root: Any, issuing: Any, officer: bytes, *, timestamped: bool = False
 ) -> None:
@@ -270,7 +247,7 @@ def _validate(
 
 
 def run(seconds: float, rounds: int) -> dict[str, Any]:
-    softhsm_dir = _throwaway_softhsm()
+    softhsm_dir = throwaway_softhsm()
     # SOFTHSM2_CONF is read when the module is loaded: import hsm (and what uses it) only now.
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import signers
@@ -281,20 +258,14 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
     from hsm import BlockingSessionPool, HsmConfig, PinSource
     from hsm.config import find_pkcs11_module
     from hsm.module import load_module
-    from hsm.provision import provision_token
     from kyso import db
     from pki.authority import Authority, AuthorityConfig
-    from pki.store import CredentialKind, PersonRole, UnitKind
+    from pki.store import CredentialKind
     from signer.cms import SigningCredential
     from signer.pades import sign_pdf
     from signer.timestamps import TsaTimestamper, timestamp_reserve
 
-    label = f"bench-{secrets.token_hex(4)}"
-    user_pin = secrets.token_hex(8)
-    provision_token(label=label, so_pin=secrets.token_hex(8), user_pin=user_pin)
-    pin_file = softhsm_dir / "user.pin"
-    pin_file.write_text(user_pin + "\n")
-    pin_file.chmod(0o600)
+    label, pin_file = new_token(softhsm_dir)
     config = HsmConfig(token_label=label, pin=PinSource(file=pin_file), pool_size=4)
     database_url = f"sqlite:///{softhsm_dir / 'kyso.db'}"
     engine = db.make_engine(database_url)
@@ -311,27 +282,7 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
             pool=pool,
             config=AuthorityConfig(public_url="http://127.0.0.1:8000"),
         )
-        authority.ensure_hierarchy(actor)
-        ministry = authority.add_unit(
-            kind=UnitKind.MINISTRY, code="BCA", name="Bộ Công an", province="Hà Nội",
-            locality="Hà Nội", parent_id=None, actor=actor,
-        )  # fmt: skip
-        province = authority.add_unit(
-            kind=UnitKind.PROVINCE, code="CAT-HCM", name="Công an Thành phố Hồ Chí Minh",
-            province="Thành phố Hồ Chí Minh", locality="Thành phố Hồ Chí Minh",
-            parent_id=ministry.id, actor=actor,
-        )  # fmt: skip
-        commune = authority.add_unit(
-            kind=UnitKind.COMMUNE, code="CAP-BT", name="Công an phường Bến Thành",
-            province="Thành phố Hồ Chí Minh", locality="Phường Bến Thành",
-            parent_id=province.id, actor=actor,
-        )  # fmt: skip
-        person = authority.add_person(
-            unit_id=commune.id, role=PersonRole.OFFICER, full_name="Nguyễn Văn Ánh",
-            position="Trưởng Công an phường", cccd="079085001234",
-            email="anh.nv@btn.hcm.bench.kyso.vn", actor=actor,
-        )  # fmt: skip
-        officer = authority.enroll_person(person.id, actor)
+        officer = enroll_officer(authority, actor)
         assert officer.certificate is not None
         chain = authority.internal_chain()
         credential = SigningCredential.prepare(officer, chain)
@@ -431,7 +382,7 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
         for name in VARIANTS
     }
     return {
-        "softhsm": _softhsm_version(),
+        "softhsm": softhsm_version(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "key": "ECDSA P-256",
