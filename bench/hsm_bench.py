@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import platform
-import secrets
 import shutil
 import statistics
 import sys
@@ -46,7 +45,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.environment import softhsm_version, throwaway_softhsm
+from bench.environment import new_token, softhsm_version, throwaway_softhsm
 
 if TYPE_CHECKING:
     from hsm import KeyInfo, SessionPool
@@ -163,14 +162,8 @@ def run(rounds: int) -> dict[str, Any]:
     from hsm import HashAlg, HsmConfig, KeySpec, PinSource, SessionPool, default_scheme
     from hsm.config import find_pkcs11_module
     from hsm.module import load_module
-    from hsm.provision import provision_token
 
-    label = f"bench-{secrets.token_hex(4)}"
-    user_pin = secrets.token_hex(8)
-    provision_token(label=label, so_pin=secrets.token_hex(8), user_pin=user_pin)
-    pin_file = softhsm_dir / "user.pin"
-    pin_file.write_text(user_pin + "\n")
-    pin_file.chmod(0o600)
+    label, pin_file = new_token(softhsm_dir)
 
     loop = asyncio.new_event_loop()
     pool = SessionPool(

@@ -574,11 +574,7 @@ def unit_add(
             parent_id=parent,
             actor=cli_actor(),
         )
-    typer.echo(
-        json.dumps(vars(unit) | {"kind": unit.kind.value}, ensure_ascii=False)
-        if as_json
-        else _unit_line(unit)
-    )
+    typer.echo(json.dumps(unit.as_dict(), ensure_ascii=False) if as_json else _unit_line(unit))
 
 
 @unit_app.command("list")
@@ -587,7 +583,7 @@ def unit_list(as_json: JsonOption = False) -> None:
     with open_authority() as authority:
         units = authority.units()
     if as_json:
-        echo_json([vars(u) | {"kind": u.kind.value} for u in units])
+        echo_json([u.as_dict() for u in units])
         return
     for unit in units:
         typer.echo(_unit_line(unit))
@@ -628,9 +624,7 @@ def officer_add(
             actor=cli_actor(),
         )
     typer.echo(
-        json.dumps(vars(person) | {"role": person.role.value}, ensure_ascii=False)
-        if as_json
-        else _person_line(person)
+        json.dumps(person.as_dict(), ensure_ascii=False) if as_json else _person_line(person)
     )
 
 
@@ -643,7 +637,7 @@ def officer_list(
     with open_authority() as authority:
         people = authority.people(unit_id=unit)
     if as_json:
-        echo_json([vars(p) | {"role": p.role.value} for p in people])
+        echo_json([p.as_dict() for p in people])
         return
     for person in people:
         typer.echo(_person_line(person))
@@ -659,10 +653,7 @@ def officer_show(
         person = authority.person(person_id)
         credentials = authority.credentials(person_id=person_id)
     if as_json:
-        echo_json(
-            vars(person)
-            | {"role": person.role.value, "credentials": [c.as_dict() for c in credentials]}
-        )
+        echo_json(person.as_dict() | {"credentials": [c.as_dict() for c in credentials]})
         return
     typer.echo(_person_line(person))
     for credential in credentials:

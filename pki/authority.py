@@ -43,6 +43,7 @@ from pki.certificates import (
     certificate_matches_key,
     issue_certificate,
     load_certificates,
+    to_cryptography,
     to_pem,
     to_utc,
 )
@@ -171,6 +172,9 @@ class Unit:
     province: str
     locality: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return vars(self) | {"kind": self.kind.value}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Person:
@@ -181,6 +185,9 @@ class Person:
     position: str
     cccd: str
     email: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return vars(self) | {"role": self.role.value}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1065,9 +1072,7 @@ class Authority:
         revoked = [
             RevokedEntry(
                 serial=int(row.serial, 16),
-                revoked_at=row.revoked_at
-                if row.revoked_at.tzinfo
-                else row.revoked_at.replace(tzinfo=UTC),
+                revoked_at=_aware(row.revoked_at),
                 reason=RevocationReason(row.reason),
             )
             for row in connection.execute(
@@ -1164,11 +1169,11 @@ class Authority:
         assert responder.certificate is not None
         return OcspResponder(
             signer=self._signer(responder.key_id),
-            responder_cert=_cryptography(responder.certificate),
+            responder_cert=to_cryptography(responder.certificate),
             # The responder's certificate was delegated by the issuing CA, so it may answer
             # for that CA's certificates only (RFC 6960 §4.2.2.2); the root's CRL covers the
             # root's own.
-            issuers=[_cryptography(self.ca_certificate(CredentialKind.ISSUING_CA))],
+            issuers=[to_cryptography(self.ca_certificate(CredentialKind.ISSUING_CA))],
             lookup=self.certificate_status,
             validity=self._config.ocsp_validity,
         )
@@ -1178,9 +1183,9 @@ class Authority:
         assert tsa.certificate is not None
         return TimeStampAuthority(
             signer=self._signer(tsa.key_id),
-            certificate=_cryptography(tsa.certificate),
+            certificate=to_cryptography(tsa.certificate),
             chain=[
-                _cryptography(self.ca_certificate(kind))
+                to_cryptography(self.ca_certificate(kind))
                 for kind in (CredentialKind.ISSUING_CA, CredentialKind.ROOT_CA)
             ],
             policy=TSA_POLICY_OID,
@@ -1281,10 +1286,6 @@ def _record(
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _cryptography(certificate: asn1_x509.Certificate) -> cx509.Certificate:
-    return cx509.load_der_x509_certificate(certificate.dump())
 
 
 def _unit(row: Row[Any]) -> Unit:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from asn1crypto import crl, csr, keys, pem, x509
 from cryptography import x509 as crypto_x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.errors import InvalidInputError, PkiError
 from pki.keysource import X509Signer
@@ -283,3 +284,13 @@ def certificate_matches_key(cert: x509.Certificate, public_key_der: bytes) -> bo
 def to_pem(value: x509.Certificate | crl.CertificateList | csr.CertificationRequest) -> bytes:
     """PEM armour for a certificate, CRL or certificate request."""
     return bytes(pem.armor(_PEM_TYPES[type(value)], value.dump()))
+
+
+def from_cryptography(certificate: crypto_x509.Certificate) -> x509.Certificate:
+    """The asn1crypto form of a ``cryptography`` certificate (same DER)."""
+    return x509.Certificate.load(certificate.public_bytes(Encoding.DER))
+
+
+def to_cryptography(certificate: x509.Certificate) -> crypto_x509.Certificate:
+    """The ``cryptography`` form of an asn1crypto certificate (same DER)."""
+    return crypto_x509.load_der_x509_certificate(certificate.dump())

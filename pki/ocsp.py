@@ -28,8 +28,8 @@ from urllib.parse import unquote
 from asn1crypto import ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
+from pki.certificates import from_cryptography
 from pki.errors import InvalidInputError
 from pki.keysource import X509Signer
 
@@ -156,14 +156,14 @@ class OcspResponder:
     )
 
     def __post_init__(self) -> None:
-        responder = _asn1_certificate(self.responder_cert)
+        responder = from_cryptography(self.responder_cert)
         if responder.public_key.sha1 != self.signer.key_id:
             raise InvalidInputError("the responder certificate is not for the signing key")
         if self.validity <= timedelta(0):
             raise InvalidInputError("the OCSP validity period must be positive")
         index = {}
         for issuer in self.issuers:
-            parsed = _asn1_certificate(issuer)
+            parsed = from_cryptography(issuer)
             index["sha1", parsed.subject.sha1, parsed.public_key.sha1] = issuer
             index["sha256", parsed.subject.sha256, parsed.public_key.sha256] = issuer
         object.__setattr__(self, "_responder_cert", responder)
@@ -335,7 +335,3 @@ def _asn1_status(status: CertStatus) -> ocsp.CertStatus:
     if status.reason is not None:
         revoked["revocation_reason"] = status.reason
     return ocsp.CertStatus(name="revoked", value=revoked)
-
-
-def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))

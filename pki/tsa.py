@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pki.certificates import from_cryptography
 from pki.errors import InvalidInputError
 from pki.keysource import X509Signer
 
@@ -122,7 +122,7 @@ class TimeStampAuthority:
     _ess_cert_id: tsp.ESSCertIDv2 = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        certificate = _asn1_certificate(self.certificate)
+        certificate = from_cryptography(self.certificate)
         if certificate.public_key.sha1 != self.signer.key_id:
             raise InvalidInputError("the TSA certificate is not for the signing key")
         try:
@@ -163,7 +163,7 @@ class TimeStampAuthority:
         )
         values = {
             "_certificate": certificate,
-            "_certificates": [certificate, *map(_asn1_certificate, self.chain)],
+            "_certificates": [certificate, *map(from_cryptography, self.chain)],
             "_policies": policies,
             # Accuracy's fields are optional and must be absent rather than zero.
             "_accuracy": tsp.Accuracy({name: n for name, n in accuracy.items() if n}),
@@ -302,7 +302,3 @@ def rejection(failure: str, message: str) -> TimestampResult:
         }
     ).dump()
     return TimestampResult(der=der, granted=False, failure=failure)
-
-
-def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
-    return asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))

@@ -24,6 +24,8 @@ _SOFTHSM_DIR = Path(tempfile.mkdtemp(prefix="kyso-test-softhsm-"))
 )
 os.environ["SOFTHSM2_CONF"] = str(_SOFTHSM_DIR / "softhsm2.conf")
 
+from sqlalchemy import Engine  # noqa: E402
+
 from hsm import BlockingSessionPool, HsmConfig, PinSource  # noqa: E402
 from hsm.provision import provision_token  # noqa: E402
 
@@ -177,3 +179,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'kyso-test.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A database at the latest migration, on each engine."""
+    from kyso.db import make_engine, upgrade
+
+    migrated = make_engine(database_url)
+    upgrade(migrated)
+    yield migrated
+    migrated.dispose()

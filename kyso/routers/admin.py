@@ -18,7 +18,7 @@ from kyso.errors import KysoError
 from kyso.pki_service import CA_BY_NAME, add_trust_anchor
 from kyso.routers.access import is_local
 from kyso.routers.pki import CaName, PkiDep
-from pki.authority import Credential, Person, Unit
+from pki.authority import Credential
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
 from pki.errors import NotFoundError
@@ -81,32 +81,20 @@ class Revocation(_Body):
     reason: RevocationReason = RevocationReason.UNSPECIFIED
 
 
-def _unit(unit: Unit) -> dict[str, Any]:
-    return vars(unit) | {"kind": unit.kind.value}
-
-
-def _person(person: Person) -> dict[str, Any]:
-    return vars(person) | {"role": person.role.value}
-
-
-def _credential(credential: Credential) -> dict[str, Any]:
-    return credential.as_dict()
-
-
 @router.get("/units", summary="List units")
 async def list_units(pki: PkiDep, _admin: AdminDep) -> list[dict[str, Any]]:
-    return [_unit(u) for u in await run_in_threadpool(pki.authority.units)]
+    return [u.as_dict() for u in await run_in_threadpool(pki.authority.units)]
 
 
 @router.post("/units", status_code=201, summary="Add a unit")
 async def add_unit(body: NewUnit, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
     unit = await run_in_threadpool(lambda: pki.authority.add_unit(**body.model_dump(), actor=admin))
-    return _unit(unit)
+    return unit.as_dict()
 
 
 @router.post("/units/{unit_id}/seal", status_code=201, summary="Create the unit's seal credential")
 async def enroll_seal(unit_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
-    return _credential(await run_in_threadpool(pki.authority.enroll_seal, unit_id, admin))
+    return (await run_in_threadpool(pki.authority.enroll_seal, unit_id, admin)).as_dict()
 
 
 @router.get("/people", summary="List officers and clerks")
@@ -114,7 +102,7 @@ async def list_people(
     pki: PkiDep, _admin: AdminDep, unit_id: Annotated[int | None, Query(ge=1, le=2**62)] = None
 ) -> list[dict[str, Any]]:
     people = await run_in_threadpool(lambda: pki.authority.people(unit_id=unit_id))
-    return [_person(p) for p in people]
+    return [p.as_dict() for p in people]
 
 
 @router.post("/people", status_code=201, summary="Register an officer or clerk")
@@ -122,26 +110,26 @@ async def add_person(body: NewPerson, pki: PkiDep, admin: AdminDep) -> dict[str,
     person = await run_in_threadpool(
         lambda: pki.authority.add_person(**body.model_dump(), actor=admin)
     )
-    return _person(person)
+    return person.as_dict()
 
 
 @router.get("/people/{person_id}", summary="A person and their credentials")
 async def show_person(person_id: Id, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
     person = await run_in_threadpool(pki.authority.person, person_id)
     credentials = await run_in_threadpool(lambda: pki.authority.credentials(person_id=person_id))
-    return _person(person) | {"credentials": [_credential(c) for c in credentials]}
+    return person.as_dict() | {"credentials": [c.as_dict() for c in credentials]}
 
 
 @router.post(
     "/people/{person_id}/enroll", status_code=201, summary="Key on the token, certificate by the CA"
 )
 async def enroll_person(person_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
-    return _credential(await run_in_threadpool(pki.authority.enroll_person, person_id, admin))
+    return (await run_in_threadpool(pki.authority.enroll_person, person_id, admin)).as_dict()
 
 
 @router.get("/credentials/{credential_id}", summary="A credential")
 async def show_credential(credential_id: Id, pki: PkiDep, _admin: AdminDep) -> dict[str, Any]:
-    return _credential(await run_in_threadpool(pki.authority.credential, credential_id))
+    return (await run_in_threadpool(pki.authority.credential, credential_id)).as_dict()
 
 
 @router.get("/credentials/{credential_id}/certificate", summary="Certificate and chain (PEM)")
@@ -156,12 +144,12 @@ async def credential_certificate(credential_id: Id, pki: PkiDep, _admin: AdminDe
 
 @router.post("/credentials/{credential_id}/suspend", summary="Suspend (certificateHold)")
 async def suspend(credential_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
-    return _credential(await run_in_threadpool(pki.authority.suspend, credential_id, admin))
+    return (await run_in_threadpool(pki.authority.suspend, credential_id, admin)).as_dict()
 
 
 @router.post("/credentials/{credential_id}/resume", summary="Take off hold")
 async def resume(credential_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
-    return _credential(await run_in_threadpool(pki.authority.resume, credential_id, admin))
+    return (await run_in_threadpool(pki.authority.resume, credential_id, admin)).as_dict()
 
 
 @router.post("/credentials/{credential_id}/revoke", summary="Revoke for good")
@@ -169,7 +157,7 @@ async def revoke(
     credential_id: Id, body: Revocation, pki: PkiDep, admin: AdminDep
 ) -> dict[str, Any]:
     credential = await run_in_threadpool(pki.authority.revoke, credential_id, body.reason, admin)
-    return _credential(credential)
+    return credential.as_dict()
 
 
 @router.post("/pki/crl/{name}", summary="Sign and publish a new CRL now")
@@ -183,7 +171,7 @@ async def person_csr(person_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, A
     credential, pem = await run_in_threadpool(
         lambda: pki.authority.request_certificate(person_id=person_id, actor=admin)
     )
-    return _credential(credential) | {"csr_pem": pem.decode("ascii")}
+    return credential.as_dict() | {"csr_pem": pem.decode("ascii")}
 
 
 @router.post("/units/{unit_id}/csr", status_code=201, summary="Seal key and CSR for an external CA")
@@ -191,7 +179,7 @@ async def unit_csr(unit_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
     credential, pem = await run_in_threadpool(
         lambda: pki.authority.request_certificate(unit_id=unit_id, actor=admin)
     )
-    return _credential(credential) | {"csr_pem": pem.decode("ascii")}
+    return credential.as_dict() | {"csr_pem": pem.decode("ascii")}
 
 
 @router.get("/credentials/{credential_id}/csr", summary="The CSR of a pending credential again")
@@ -210,7 +198,7 @@ async def import_certificate(
             credential_id, body.pem.encode("utf-8"), anchors=anchors, actor=admin
         )
 
-    return _credential(await run_in_threadpool(run))
+    return (await run_in_threadpool(run)).as_dict()
 
 
 @router.post("/credentials/{credential_id}/renew", status_code=201, summary="Renew or re-key")
@@ -218,7 +206,7 @@ async def renew(credential_id: Id, body: Renewal, pki: PkiDep, admin: AdminDep) 
     credential = await run_in_threadpool(
         lambda: pki.authority.renew(credential_id, admin, rekey=body.rekey)
     )
-    return _credential(credential)
+    return credential.as_dict()
 
 
 @router.get("/pki/expiring", summary="Credentials whose certificate ends soon")
@@ -226,7 +214,7 @@ async def expiring(
     pki: PkiDep, _admin: AdminDep, days: Annotated[int, Query(ge=0, le=3650)] = 30
 ) -> list[dict[str, Any]]:
     found = await run_in_threadpool(pki.authority.expiring, timedelta(days=days))
-    return [_credential(c) for c in found]
+    return [c.as_dict() for c in found]
 
 
 @router.get("/pki/trust", summary="The trust store")

@@ -1,16 +1,13 @@
-"""Shared fixtures of the audit tests: a migrated database (SQLite and PostgreSQL), a
-software note signer, and a deterministic event factory."""
+"""Shared fixtures of the audit tests: a software note signer and a deterministic event
+factory (the migrated ``engine`` comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
 
 from audit import Action, Actor, AuditEvent, Outcome
-from kyso.db import make_engine, upgrade
 from tests.audit.signers import SoftwareSigner
 
 ORIGIN = "kyso.example.vn/audit"
@@ -24,15 +21,6 @@ def event(i: int, actor: str = "officer") -> AuditEvent:
         outcome=Outcome(success=True),
         details={"n": i},
     )
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """A database at the latest migration, on each engine."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
@@ -20,7 +19,6 @@ from sqlalchemy import Engine
 
 from bench.signer_bench import one_page_pdf
 from hsm import BlockingSessionPool, KeySpec
-from kyso.db import make_engine, upgrade
 from pki.authority import Authority
 from pki.tsa import TimestampResult
 from signer.cms import SigningCredential
@@ -31,14 +29,6 @@ from tests.pki.test_authority import make_authority
 from tests.signer.test_pades import TEXT, officer, signed_content, tool, validation_context
 
 SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'kyso-test.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def b_t_ready(

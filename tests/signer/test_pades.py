@@ -7,7 +7,6 @@ import hashlib
 import pickle
 import shutil
 import subprocess
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from sqlalchemy import Engine
 
 from bench.signer_bench import one_page_pdf
 from hsm import BlockingSessionPool, KeySpec
-from kyso.db import make_engine, upgrade
 from pki.authority import Authority, Credential
 from pki.certificates import to_pem
 from pki.errors import CredentialUnusableError
@@ -38,14 +36,6 @@ CONTENT_TYPE = "1.2.840.113549.1.9.3"
 MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 SIGNING_TIME = "1.2.840.113549.1.9.5"
 SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'kyso-test.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def officer(authority: Authority) -> Credential:
