@@ -147,11 +147,23 @@ class Action(enum.Enum):
     PIN_LOCKED = "pin.locked"
     """A signing PIN (or the token's user PIN) was locked after too many failures."""
 
+    PIN_FAILED = "pin.failed"
+    """A wrong signing PIN was given for a credential (the failure is counted)."""
+
+    PIN_SET = "pin.set"
+    """A credential's signing PIN was set or changed (never the PIN itself)."""
+
+    PIN_UNLOCKED = "pin.unlocked"
+    """An administrator unlocked a credential's signing PIN after it was locked."""
+
     SIGNATURE_AUTHORISED = "signature.authorised"
     """The signer authorised one signature (sole control: the SAD was checked)."""
 
     SIGNATURE_REFUSED = "signature.refused"
     """A signature request was refused by policy or authorisation."""
+
+    DOCUMENT_UPLOADED = "document.uploaded"
+    """A draft document was registered (its SHA-256 in the subject)."""
 
     DOCUMENT_SIGNED = "document.signed"
     """An officer's signature was applied to a document."""
