@@ -973,8 +973,8 @@ class Authority:
         actor: Actor,
     ) -> None:
         """The status change of a credential's current certificate, in the caller's
-        transaction: its audit event and, for a certificate of Kyso's CA, its row, the OCSP
-        generation and a new CRL (only an external CA publishes its certificates' status)."""
+        transaction: its audit event, the status generation and, for a certificate of Kyso's
+        CA, its row and a new CRL (only an external CA publishes its certificates' status)."""
         now = _now()
         published = credential.serial is not None and not credential.external
         if published:
@@ -990,7 +990,9 @@ class Authority:
                     reason=None if reason is None else reason.value,
                 )
             )
-            connection.execute(update(pki_state).values(generation=pki_state.c.generation + 1))
+        # Every status change moves the generation, an external certificate's too: signing
+        # caches trust a credential they checked until it moves.
+        connection.execute(update(pki_state).values(generation=pki_state.c.generation + 1))
         _record(
             connection,
             action,
@@ -1050,7 +1052,8 @@ class Authority:
             EXPIRING.labels(kind=kind.value).set(counts[kind])
 
     def status_generation(self) -> int:
-        """Bumped by every status change; OCSP caches compare it."""
+        """Bumped by every status change of any credential; OCSP and signing caches
+        compare it."""
         with self._engine.connect() as connection:
             return int(connection.execute(select(pki_state.c.generation)).scalar_one())
 

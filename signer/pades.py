@@ -1,19 +1,20 @@
-"""PAdES B-B and B-T signing of a PDF: pyHanko for the PDF structure, Kyso's CMS for the
-signature.
+"""PAdES baseline signing of a PDF (B-B, B-T, B-LT, B-LTA): pyHanko for the PDF structure,
+Kyso's CMS for the signature.
 
 pyHanko prepares the incremental update, the signature dictionary and the ``/ByteRange``
 digest (:meth:`PdfSigner.async_digest_doc_for_signing`); the CMS comes from
 :meth:`SigningCredential.sign` and goes into the reserved ``/Contents``. The space to
 reserve is known from the prepared credential, so pyHanko never builds a dummy signature
 to size it, and never builds a CMS at all. For B-T the signature timestamp is obtained
-while the CMS is built (:meth:`SigningCredential.sign` with a timestamper), not by pyHanko.
+while the CMS is built (:meth:`SigningCredential.sign` with a timestamper), not by pyHanko;
+B-LT and B-LTA follow in further incremental updates (:mod:`signer.ltv`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from io import BytesIO
-from typing import Any, Literal, TypeVar
+from typing import Literal, get_args
 
 from asn1crypto import algos
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -25,12 +26,16 @@ from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 
 from hsm import BlockingSessionPool, SignScheme
 from signer.cms import SigningCredential, Timestamper
+from signer.coroutines import run_to_completion
 from signer.errors import InvalidDocumentError, SignerError
+from signer.ltv import ValidationData, add_document_timestamp, add_validation_data
 
-Level = Literal["B-B", "B-T"]
-"""PAdES baseline levels produced here."""
+Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
+"""PAdES baseline levels (ETSI EN 319 142-1): B-B a signature; B-T with a signature
+timestamp; B-LT with the validation data in the DSS; B-LTA with a document timestamp over
+all of it."""
 
-T = TypeVar("T")
+LEVELS: tuple[Level, ...] = get_args(Level)
 
 MAX_DOCUMENT_SIZE = 64 * 1024 * 1024
 """Default bound on the input PDF, in bytes."""
@@ -49,21 +54,6 @@ def _placeholder(scheme: SignScheme) -> ExternalSigner:
     )
 
 
-def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never waits on anything, without an event loop.
-
-    Without a timestamper or a validation context, pyHanko's digesting coroutine never
-    suspends; an event loop per document would cost more than the PDF work it wraps.
-    """
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    coroutine.close()
-    raise SignerError("pyHanko waited on I/O while preparing a B-B signature")
-
-
 def sign_pdf(
     data: bytes,
     credential: SigningCredential,
@@ -76,31 +66,23 @@ def sign_pdf(
     max_size: int = MAX_DOCUMENT_SIZE,
     level: Level = "B-B",
     timestamper: Timestamper | None = None,
+    validation_data: ValidationData | None = None,
 ) -> bytes:
     """Sign ``data`` (a PDF) with a PAdES signature in a new invisible field.
 
-    ``level="B-T"`` adds a signature timestamp from ``timestamper`` (required then, and
-    the credential must be prepared with a ``timestamp_reserve``); if no timestamp can be
-    had, :class:`~signer.errors.TimestampFailedError` is raised and no PDF is produced.
+    ``level="B-T"`` and above add a signature timestamp from ``timestamper`` (required
+    then, and the credential must be prepared with a ``timestamp_reserve``); if no
+    timestamp can be had, :class:`~signer.errors.TimestampFailedError` is raised and no PDF
+    is produced. ``"B-LT"`` adds ``validation_data`` (required then:
+    :func:`signer.ltv.collect_validation_data`) to the DSS in a second incremental update;
+    ``"B-LTA"`` then a document timestamp from ``timestamper`` in a third.
 
     ``usable`` is called with the credential id before anything is signed and must raise
     if the credential may not sign (``Authority.usable_credential``); ``None`` skips the
     check, for callers that made it themselves. Blocking: run it in a thread from async
     code.
     """
-    if level == "B-T":
-        if timestamper is None:
-            raise SignerError("PAdES B-T needs a timestamper", code="signer.timestamper_required")
-        if not credential.timestamp_reserve:
-            raise SignerError(
-                "PAdES B-T needs a credential prepared with a timestamp_reserve",
-                code="signer.timestamper_required",
-            )
-    elif level == "B-B":
-        if timestamper is not None:
-            raise SignerError("a timestamper is only used for PAdES B-T", code="signer.bad_level")
-    else:
-        raise SignerError(f"unsupported PAdES level {level!r}", code="signer.bad_level")
+    _check_level(level, credential, timestamper, validation_data)
     if usable is not None:
         usable(credential.credential_id)
     if len(data) > max_size:
@@ -121,7 +103,7 @@ def sign_pdf(
             signer=_placeholder(credential.scheme),
         )
         output = BytesIO()
-        prepared, _, _ = _run_to_completion(
+        prepared, _, _ = run_to_completion(
             pdf_signer.async_digest_doc_for_signing(
                 writer, bytes_reserved=2 * credential.max_cms_size, output=output
             )
@@ -130,4 +112,34 @@ def sign_pdf(
         raise InvalidDocumentError(f"the PDF cannot be prepared for signing: {ex}") from ex
     signed_cms = credential.sign(prepared.document_digest, pool, timestamper=timestamper)
     prepared.fill_with_cms(output, signed_cms)
-    return output.getvalue()
+    signed = output.getvalue()
+    if validation_data is not None:
+        signed = add_validation_data(signed, validation_data)
+    if level == "B-LTA":
+        assert timestamper is not None
+        signed = add_document_timestamp(signed, timestamper, reserve=credential.timestamp_reserve)
+    return signed
+
+
+def _check_level(
+    level: str,
+    credential: SigningCredential,
+    timestamper: Timestamper | None,
+    validation_data: ValidationData | None,
+) -> None:
+    if level not in LEVELS:
+        raise SignerError(f"unsupported PAdES level {level!r}", code="signer.bad_level")
+    if level == "B-B":
+        if timestamper is not None:
+            raise SignerError("a timestamper is not used for PAdES B-B", code="signer.bad_level")
+    elif timestamper is None or not credential.timestamp_reserve:
+        raise SignerError(
+            f"PAdES {level} needs a timestamper and a credential prepared with a "
+            "timestamp_reserve",
+            code="signer.timestamper_required",
+        )
+    if (validation_data is not None) != (level in ("B-LT", "B-LTA")):
+        raise SignerError(
+            f"validation data goes with PAdES B-LT and B-LTA, not {level}",
+            code="signer.validation_data_required",
+        )

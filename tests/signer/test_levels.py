@@ -182,8 +182,11 @@ def test_level_and_timestamper_must_agree(engine: Engine, pool: BlockingSessionP
     assert raised.value.code == "signer.timestamper_required"
     with pytest.raises(SignerError, match="timestamp_reserve"):
         sign_pdf(document, b_b, pool, usable=None, level="B-T", timestamper=timestamper)
-    with pytest.raises(SignerError, match="only used for PAdES B-T"):
+    with pytest.raises(SignerError, match="not used for PAdES B-B"):
         sign_pdf(document, b_b, pool, usable=None, timestamper=timestamper)
+    with pytest.raises(SignerError, match="unsupported PAdES level") as raised:
+        sign_pdf(document, b_b, pool, usable=None, level="B-X")  # type: ignore[arg-type]
+    assert raised.value.code == "signer.bad_level"
 
 
 def test_unsigned_timestamp_token_parses_as_tst_info(

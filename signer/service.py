@@ -1,0 +1,137 @@
+"""Signing with the credentials of Kyso's authority, each prepared once.
+
+:class:`SigningService` keeps, per credential, the encoded CMS parts
+(:class:`~signer.cms.SigningCredential`) and the B-LT validation data
+(:class:`~signer.ltv.ValidationData`), tagged with the PKI status generation at which the
+credential was last found usable. Every signature reads the generation (one single-row
+read); while it has not moved, nothing about the credential can have changed but the
+clock, which is checked here. When it moves — a suspension, a revocation, a renewal
+anywhere — the credential is checked against the database again before the next
+signature, so a cache is never older than the last status change.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hsm import BlockingSessionPool
+from pki.authority import Authority, Credential
+from pki.errors import CredentialUnusableError
+from signer.cms import SigningCredential, Timestamper
+from signer.ltv import ValidationData, collect_validation_data
+from signer.pades import MAX_DOCUMENT_SIZE, Level, sign_pdf
+
+DEFAULT_LEVEL: Level = "B-LT"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Prepared:
+    generation: int
+    credential: Credential
+    signing: SigningCredential
+    validation_data: ValidationData | None = None
+
+
+class SigningService:
+    """PAdES signing for every credential of one authority. Thread-safe; blocking."""
+
+    def __init__(
+        self,
+        *,
+        authority: Authority,
+        pool: BlockingSessionPool,
+        timestamper: Timestamper | None,
+        timestamp_reserve: int = 0,
+        max_size: int = MAX_DOCUMENT_SIZE,
+    ) -> None:
+        """``timestamper`` and ``timestamp_reserve`` (the largest token, bytes) serve
+        levels B-T and above; without them only B-B can be produced."""
+        self._authority = authority
+        self._pool = pool
+        self._timestamper = timestamper
+        self._reserve = timestamp_reserve if timestamper is not None else 0
+        self._max_size = max_size
+        self._lock = threading.Lock()
+        self._prepared: dict[int, _Prepared] = {}
+
+    def credential(self, credential_id: int, *, level: Level = DEFAULT_LEVEL) -> Credential:
+        """The credential, checked usable against the current status generation (raises
+        :class:`~pki.errors.CredentialUnusableError` or ``NotFoundError`` otherwise)."""
+        return self._usable(credential_id, level).credential
+
+    def sign(
+        self,
+        pdf: bytes,
+        credential_id: int,
+        *,
+        level: Level = DEFAULT_LEVEL,
+        field_name: str = "Signature1",
+        reason: str | None = None,
+        location: str | None = None,
+        **visible: object,
+    ) -> bytes:
+        """``pdf`` signed by ``credential_id`` at ``level``. ``visible`` passes the
+        appearance options of :func:`signer.pades.sign_pdf` (``appearance``, ``certify``).
+        The caller has authorised the use of the credential."""
+        prepared = self._usable(credential_id, level)
+        timestamped = level != "B-B"
+        return sign_pdf(
+            pdf,
+            prepared.signing,
+            self._pool,
+            usable=None,  # checked by _usable against the current generation
+            field_name=field_name,
+            reason=reason,
+            location=location,
+            max_size=self._max_size,
+            level=level,
+            timestamper=self._timestamper if timestamped else None,
+            validation_data=prepared.validation_data if level in ("B-LT", "B-LTA") else None,
+            **visible,
+        )
+
+    def _usable(self, credential_id: int, level: Level) -> _Prepared:
+        generation = self._authority.status_generation()
+        now = datetime.now(UTC)
+        with self._lock:
+            prepared = self._prepared.get(credential_id)
+        if prepared is None or prepared.generation != generation:
+            credential = self._authority.usable_credential(credential_id, at=now)
+            chain = credential.chain or self._authority.internal_chain()
+            prepared = _Prepared(
+                generation=generation,
+                credential=credential,
+                signing=SigningCredential.prepare(
+                    credential, chain, timestamp_reserve=self._reserve
+                ),
+            )
+        else:
+            _check_validity(prepared.credential, now)
+        if level in ("B-LT", "B-LTA") and (
+            prepared.validation_data is None
+            or not prepared.validation_data.is_fresh(generation, now)
+        ):
+            prepared = _Prepared(
+                generation=generation,
+                credential=prepared.credential,
+                signing=prepared.signing,
+                validation_data=collect_validation_data(
+                    self._authority, prepared.credential, now=now
+                ),
+            )
+        with self._lock:
+            self._prepared[credential_id] = prepared
+        return prepared
+
+
+def _check_validity(credential: Credential, now: datetime) -> None:
+    # The status cannot have changed (same generation); only time can end a certificate.
+    certificate = credential.certificate
+    assert certificate is not None
+    assert credential.not_after is not None
+    if now > credential.not_after or now < certificate.not_valid_before:
+        raise CredentialUnusableError(
+            f"credential {credential.id} is outside its validity period; it cannot sign"
+        )
