@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,6 +247,11 @@ class _Holder:
     """How long a certificate from Kyso's CA lives."""
 
 
+TIMESTAMP_SERIAL_BLOCK = 1024
+"""Timestamp serials a process reserves at a time (see :meth:`Authority.next_timestamp_serial`).
+Rows made before blocks existed used serial = row id < any block's first serial."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -266,6 +271,8 @@ class Authority:
         self._config = config
         self._lock = threading.Lock()
         self._signers: dict[str, HsmX509Signer] = {}
+        self._serial_lock = threading.Lock()
+        self._serials: Iterator[int] = iter(())
 
     @property
     def config(self) -> AuthorityConfig:
@@ -1196,15 +1203,25 @@ class Authority:
         )
 
     def next_timestamp_serial(self) -> int:
-        """A serial unique across processes: the id of a new row."""
-        with self._engine.begin() as connection:
-            return int(
-                connection.execute(
-                    insert(pki_timestamps)
-                    .values(created_at=_now())
-                    .returning(pki_timestamps.c.serial)
-                ).scalar_one()
-            )
+        """A serial unique across processes. Each process takes a block of
+        :data:`TIMESTAMP_SERIAL_BLOCK` serials with one new row (serial = row id × block
+        size + i), so a token costs no database write; serials a process did not use before
+        it stopped are skipped, which RFC 3161 allows (unique, not consecutive)."""
+        with self._serial_lock:
+            serial = next(self._serials, None)
+            if serial is None:
+                with self._engine.begin() as connection:
+                    block = int(
+                        connection.execute(
+                            insert(pki_timestamps)
+                            .values(created_at=_now())
+                            .returning(pki_timestamps.c.serial)
+                        ).scalar_one()
+                    )
+                first = block * TIMESTAMP_SERIAL_BLOCK
+                self._serials = iter(range(first + 1, first + TIMESTAMP_SERIAL_BLOCK))
+                serial = first
+            return serial
 
 
 def _require_signing_profile(certificate: asn1_x509.Certificate) -> None:

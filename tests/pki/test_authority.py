@@ -14,12 +14,12 @@ import pytest
 from asn1crypto import crl as asn1_crl
 from cryptography import x509 as cx509
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from audit.events import Action, Actor, AuditEvent
 from audit.store import audit_entries
 from hsm import BlockingSessionPool
-from pki.authority import Authority, AuthorityConfig, Credential
+from pki.authority import TIMESTAMP_SERIAL_BLOCK, Authority, AuthorityConfig, Credential
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
 from pki.errors import (
@@ -29,7 +29,7 @@ from pki.errors import (
     NotFoundError,
 )
 from pki.ocsp import GOOD, CertState
-from pki.store import CredentialKind, CredentialStatus, PersonRole, UnitKind
+from pki.store import CredentialKind, CredentialStatus, PersonRole, UnitKind, pki_timestamps
 from tests.pki.test_certificates import openssl
 
 ADMIN = Actor(id="admin-1", role="system-admin")
@@ -274,9 +274,20 @@ def test_unit_tree_and_people_are_validated(authority: Authority) -> None:
         authority.enroll_person(999, ADMIN)
 
 
-def test_timestamp_serials_are_unique_and_increasing(authority: Authority) -> None:
-    serials = [authority.next_timestamp_serial() for _ in range(5)]
-    assert serials == sorted(set(serials))
+def test_timestamp_serials_are_unique_across_authorities_sharing_a_database(
+    authority: Authority, engine: Engine, pool: BlockingSessionPool
+) -> None:
+    """Two authorities on one database stand for two processes: each draws from blocks of
+    its own, with one database write per block rather than per token."""
+    other = Authority(engine=engine, pool=pool, config=authority.config)
+    ours = [authority.next_timestamp_serial() for _ in range(TIMESTAMP_SERIAL_BLOCK + 5)]
+    theirs = [other.next_timestamp_serial() for _ in range(5)]
+    assert ours == sorted(ours)
+    assert len(set(ours + theirs)) == len(ours) + len(theirs)
+    assert all(serial > 0 for serial in ours + theirs)
+    with engine.connect() as connection:
+        blocks = connection.execute(select(func.count()).select_from(pki_timestamps)).scalar()
+    assert blocks == 3  # two blocks for us, one for them
 
 
 def certificate_status(authority: Authority, serial: str | None) -> tuple[CertState, str | None]:
