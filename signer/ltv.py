@@ -145,7 +145,7 @@ def add_validation_data(pdf: bytes, data: ValidationData) -> bytes:
     return output.getvalue()
 
 
-class _InProcessTimeStamper(TimeStamper):
+class InProcessTimeStamper(TimeStamper):
     """pyHanko's timestamper interface over a :data:`~signer.cms.Timestamper`, which makes
     and checks its own request."""
 
@@ -168,7 +168,7 @@ def add_document_timestamp(pdf: bytes, timestamper: Timestamper, *, reserve: int
         output = BytesIO()
         run_to_completion(
             PdfTimeStamper(
-                _InProcessTimeStamper(timestamper), field_name=_free_field_name(writer)
+                InProcessTimeStamper(timestamper), field_name=_free_field_name(writer)
             ).async_timestamp_pdf(writer, "sha256", bytes_reserved=2 * reserve, output=output)
         )
     except (PdfError, SigningError) as ex:
