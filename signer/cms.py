@@ -1,5 +1,10 @@
 """CMS SignedData for PAdES B-B (CAdES-detached), with per-credential parts encoded once.
 
+The algorithms follow the credential's key: ECDSA P-256 signs over SHA-256, ECDSA P-384
+over SHA-384; RSA signs over SHA-256 with PKCS#1 v1.5, or RSASSA-PSS (MGF1 with the same
+hash, salt as long as the digest) when the certificate's key is an RSASSA-PSS key or the
+credential is prepared with ``rsa_pss=True``.
+
 pyHanko builds its CMS from asn1crypto values, which re-encodes every certificate on every
 signature (≈ 50 ms per document on this project's machine). Here everything that does not
 change between documents — the certificates, the SignerIdentifier, the
@@ -22,11 +27,15 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from asn1crypto import algos
 from asn1crypto import x509 as asn1_x509
 
 from hsm import BlockingSessionPool, HashAlg, SignScheme
 from pki.authority import Credential
 from signer.errors import TimestampFailedError, UnsupportedCredentialError
+
+MIN_RSA_BITS = 2048
+"""Smallest RSA key allowed to sign (Vietnamese signature rules: RSA ≥ 2048)."""
 
 Timestamper = Callable[[bytes], bytes]
 """SHA-256 of a signature value → DER TimeStampToken (a ContentInfo) over it. Raises
@@ -65,18 +74,42 @@ _OID_SIGNATURE_TIME_STAMP_TOKEN = bytes.fromhex("060b2a864886f70d010910020e")
 
 # RFC 5754: the SHA-2 AlgorithmIdentifier has absent parameters.
 SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("0609608648016503040201"))
-# RFC 5758: ecdsa-with-SHA256 has absent parameters.
+SHA384_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("0609608648016503040202"))
+# RFC 5758: ecdsa-with-SHA256/384 have absent parameters.
 ECDSA_SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("06082a8648ce3d040302"))
+ECDSA_SHA384_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("06082a8648ce3d040303"))
 # RFC 4055: sha256WithRSAEncryption carries NULL parameters.
 RSA_SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("06092a864886f70d01010b0500"))
 
+
+def _rsassa_pss_algorithm(digest: str) -> bytes:
+    """RFC 4055 RSASSA-PSS parameters: the hash, MGF1 with the same hash, salt = digest
+    length, trailer field 1 (the default, so omitted)."""
+    return bytes(
+        algos.SignedDigestAlgorithm(
+            {
+                "algorithm": "rsassa_pss",
+                "parameters": {
+                    "hash_algorithm": {"algorithm": digest},
+                    "mask_gen_algorithm": {
+                        "algorithm": "mgf1",
+                        "parameters": {"algorithm": digest},
+                    },
+                    "salt_length": HashAlg(digest).digest_size,
+                },
+            }
+        ).dump()
+    )
+
 _CONTENT_TYPE_ATTRIBUTE = _tlv(_SEQUENCE, _OID_CONTENT_TYPE + _tlv(_SET, _OID_DATA))
-_DIGEST_SIZE = 32
-# Everything of the message-digest attribute but the 32 digest bytes at its end.
-_MESSAGE_DIGEST_HEAD = _tlv(
-    _SEQUENCE,
-    _OID_MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING, bytes(_DIGEST_SIZE))),
-)[:-_DIGEST_SIZE]
+
+
+def _message_digest_head(digest_size: int) -> bytes:
+    """Everything of the message-digest attribute but the digest bytes at its end."""
+    attribute = _tlv(
+        _SEQUENCE, _OID_MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING, bytes(digest_size)))
+    )
+    return attribute[:-digest_size]
 _ENCAP_CONTENT_INFO = _tlv(_SEQUENCE, _OID_DATA)  # detached: no eContent
 
 
@@ -96,6 +129,37 @@ def _signature_timestamp_attributes(token: bytes) -> bytes:
     """SignerInfo.unsignedAttrs ([1] IMPLICIT SET OF) holding one signature timestamp."""
     attribute = _tlv(_SEQUENCE, _OID_SIGNATURE_TIME_STAMP_TOKEN + _tlv(_SET, token))
     return _tlv(_CONTEXT_1, attribute)
+
+
+def _algorithms(
+    credential: Credential, certificate: asn1_x509.Certificate, rsa_pss: bool
+) -> tuple[SignScheme, HashAlg, bytes]:
+    """Signature scheme, digest and SignerInfo.signatureAlgorithm (DER) for the key."""
+    public_key = certificate.public_key
+    algorithm = public_key.algorithm
+    if algorithm == "ec":
+        curve = public_key.curve[1]
+        if curve == "secp256r1":
+            return SignScheme.ECDSA, HashAlg.SHA256, ECDSA_SHA256_ALGORITHM
+        if curve == "secp384r1":
+            return SignScheme.ECDSA, HashAlg.SHA384, ECDSA_SHA384_ALGORITHM
+        raise UnsupportedCredentialError(
+            f"credential {credential.id} has an ECDSA key on {curve}; PAdES signing here "
+            "needs P-256 or P-384"
+        )
+    if algorithm in ("rsa", "rsassa_pss"):
+        if public_key.bit_size < MIN_RSA_BITS:
+            raise UnsupportedCredentialError(
+                f"credential {credential.id} has a {public_key.bit_size}-bit RSA key; at "
+                f"least {MIN_RSA_BITS} bits are required"
+            )
+        if rsa_pss or algorithm == "rsassa_pss":
+            return SignScheme.RSA_PSS, HashAlg.SHA256, _rsassa_pss_algorithm("sha256")
+        return SignScheme.RSA_PKCS1V15, HashAlg.SHA256, RSA_SHA256_ALGORITHM
+    raise UnsupportedCredentialError(
+        f"credential {credential.id} has a {algorithm} key; PAdES signing here needs ECDSA "
+        "or RSA"
+    )
 
 
 def _max_signature_size(certificate: asn1_x509.Certificate, scheme: SignScheme) -> int:
@@ -123,7 +187,10 @@ class SigningCredential:
     key_id: bytes
     """CKA_ID of the private key on the HSM."""
     scheme: SignScheme
-    """ECDSA or RSA PKCS#1 v1.5, always over SHA-256."""
+    """ECDSA, RSA PKCS#1 v1.5 or RSASSA-PSS."""
+    hash_alg: HashAlg
+    """The digest of the document and of the signed attributes: SHA-256, or SHA-384 for
+    ECDSA P-384."""
     certificate: bytes
     """The signer's certificate, DER."""
     signer_name: str
@@ -135,6 +202,8 @@ class SigningCredential:
     """Largest TimeStampToken (DER bytes) the reserved space holds; 0: B-B only."""
     signature_algorithm: bytes
     """SignerInfo.signatureAlgorithm, DER."""
+    message_digest_head: bytes
+    """The message-digest attribute up to its digest bytes, DER."""
     signer_info_head: bytes
     """SignerInfo version, sid (IssuerAndSerialNumber) and digestAlgorithm, DER."""
     fixed_attributes: tuple[bytes, ...]
@@ -149,6 +218,7 @@ class SigningCredential:
         chain: Sequence[asn1_x509.Certificate],
         *,
         timestamp_reserve: int = 0,
+        rsa_pss: bool = False,
     ) -> SigningCredential:
         """Encode once what every signature of ``credential`` shares. ``chain`` is what to
         embed after the signer's certificate (Kyso's CA: :meth:`Authority.internal_chain`;
@@ -156,29 +226,23 @@ class SigningCredential:
 
         ``timestamp_reserve`` (bytes) makes room for a B-T signature timestamp token of at
         most that size (:func:`signer.timestamps.timestamp_reserve` measures one); a larger
-        token is refused when signing rather than overflowing ``/Contents``."""
+        token is refused when signing rather than overflowing ``/Contents``. ``rsa_pss``
+        signs with RSASSA-PSS rather than PKCS#1 v1.5 (RSA keys only; always so for a
+        certificate whose key is an RSASSA-PSS key)."""
         if timestamp_reserve < 0:
             raise ValueError("timestamp_reserve must not be negative")
         certificate = credential.certificate
         if certificate is None:
             raise UnsupportedCredentialError(f"credential {credential.id} has no certificate")
-        algorithm = certificate.public_key.algorithm
-        if algorithm == "ec":
-            scheme, signature_algorithm = SignScheme.ECDSA, ECDSA_SHA256_ALGORITHM
-        elif algorithm == "rsa":
-            scheme, signature_algorithm = SignScheme.RSA_PKCS1V15, RSA_SHA256_ALGORITHM
-        else:
-            raise UnsupportedCredentialError(
-                f"credential {credential.id} has a {algorithm} key; PAdES signing here "
-                "needs ECDSA or RSA"
-            )
+        scheme, hash_alg, signature_algorithm = _algorithms(credential, certificate, rsa_pss)
+        digest_algorithm = SHA384_ALGORITHM if hash_alg is HashAlg.SHA384 else SHA256_ALGORITHM
         der = certificate.dump()
         tbs = certificate["tbs_certificate"]
         sid = _tlv(_SEQUENCE, tbs["issuer"].dump() + tbs["serial_number"].dump())
         certificates = [der, *(issuer.dump() for issuer in chain if issuer.dump() != der)]
         signed_data_head = (
             _INTEGER_1
-            + _tlv(_SET, SHA256_ALGORITHM)
+            + _tlv(_SET, digest_algorithm)
             + _ENCAP_CONTENT_INFO
             + _tlv(_CONTEXT_0, _der_set_of(certificates))
         )
@@ -187,12 +251,14 @@ class SigningCredential:
             credential_id=credential.id,
             key_id=bytes.fromhex(credential.key_id),
             scheme=scheme,
+            hash_alg=hash_alg,
             certificate=der,
             signer_name=str(subject.get("common_name") or subject.get("organization_name", "")),
             max_cms_size=0,  # measured below, on a longest-possible signature
             timestamp_reserve=timestamp_reserve,
             signature_algorithm=signature_algorithm,
-            signer_info_head=_INTEGER_1 + sid + SHA256_ALGORITHM,
+            message_digest_head=_message_digest_head(hash_alg.digest_size),
+            signer_info_head=_INTEGER_1 + sid + digest_algorithm,
             fixed_attributes=(
                 _CONTENT_TYPE_ATTRIBUTE,
                 _signing_certificate_v2(certificate, der),
@@ -202,7 +268,7 @@ class SigningCredential:
         # A placeholder of exactly the reserved size: the DER lengths around a smaller token
         # are never longer, so the bound holds for every token that fits the reserve.
         longest = prepared.assemble(
-            prepared.signed_attributes(bytes(_DIGEST_SIZE)),
+            prepared.signed_attributes(bytes(hash_alg.digest_size)),
             bytes(_max_signature_size(certificate, scheme)),
             _signature_timestamp_attributes(bytes(timestamp_reserve)) if timestamp_reserve else b"",
         )
@@ -210,9 +276,9 @@ class SigningCredential:
 
     def signed_attributes(self, document_digest: bytes) -> bytes:
         """DER of the signed attributes (tagged SET OF, as signed) for one document."""
-        if len(document_digest) != _DIGEST_SIZE:
-            raise ValueError("the document digest must be SHA-256")
-        attributes = (*self.fixed_attributes, _MESSAGE_DIGEST_HEAD + document_digest)
+        if len(document_digest) != self.hash_alg.digest_size:
+            raise ValueError(f"the document digest must be {self.hash_alg.value}")
+        attributes = (*self.fixed_attributes, self.message_digest_head + document_digest)
         return _tlv(_SET, _der_set_of(attributes))
 
     def assemble(
@@ -240,9 +306,10 @@ class SigningCredential:
         *,
         timestamper: Timestamper | None = None,
     ) -> bytes:
-        """The CMS (DER) of a PAdES B-B signature over ``document_digest`` (SHA-256 of the
-        PDF's byte ranges), signed on the HSM; with ``timestamper``, B-T: the signature
-        value is timestamped and the token added as an unsigned attribute."""
+        """The CMS (DER) of a PAdES B-B signature over ``document_digest`` (the
+        :attr:`hash_alg` digest of the PDF's byte ranges), signed on the HSM; with
+        ``timestamper``, B-T: the signature value is timestamped and the token added as an
+        unsigned attribute."""
         if timestamper is not None and not self.timestamp_reserve:
             raise TimestampFailedError(
                 "this credential was prepared without room for a timestamp (timestamp_reserve)"
@@ -250,9 +317,9 @@ class SigningCredential:
         signed_attributes = self.signed_attributes(document_digest)
         signature = pool.sign_digest(
             self.key_id,
-            hashlib.sha256(signed_attributes).digest(),
+            hashlib.new(self.hash_alg.value, signed_attributes).digest(),
             scheme=self.scheme,
-            hash_alg=HashAlg.SHA256,
+            hash_alg=self.hash_alg,
         )
         if timestamper is None:
             return self.assemble(signed_attributes, signature)

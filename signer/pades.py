@@ -24,7 +24,7 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 
-from hsm import BlockingSessionPool, SignScheme
+from hsm import BlockingSessionPool
 from signer.cms import SigningCredential, Timestamper
 from signer.coroutines import run_to_completion
 from signer.errors import InvalidDocumentError, SignerError
@@ -40,17 +40,13 @@ LEVELS: tuple[Level, ...] = get_args(Level)
 MAX_DOCUMENT_SIZE = 64 * 1024 * 1024
 """Default bound on the input PDF, in bytes."""
 
-_MECHANISMS = {
-    SignScheme.ECDSA: algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
-    SignScheme.RSA_PKCS1V15: algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}),
-}
-
-
-def _placeholder(scheme: SignScheme) -> ExternalSigner:
+def _placeholder(credential: SigningCredential) -> ExternalSigner:
     # PdfSigner wants a pyHanko Signer to pick the digest algorithm; this one is never asked
     # for a CMS (the container size is given, and the CMS is filled in here).
     return ExternalSigner(
-        signing_cert=None, cert_registry=None, signature_mechanism=_MECHANISMS[scheme]
+        signing_cert=None,
+        cert_registry=None,
+        signature_mechanism=algos.SignedDigestAlgorithm.load(credential.signature_algorithm),
     )
 
 
@@ -94,13 +90,13 @@ def sign_pdf(
         pdf_signer = PdfSigner(
             PdfSignatureMetadata(
                 field_name=field_name,
-                md_algorithm="sha256",
+                md_algorithm=credential.hash_alg.value,
                 subfilter=SigSeedSubFilter.PADES,
                 name=credential.signer_name or None,
                 reason=reason,
                 location=location,
             ),
-            signer=_placeholder(credential.scheme),
+            signer=_placeholder(credential),
         )
         output = BytesIO()
         prepared, _, _ = run_to_completion(

@@ -38,6 +38,13 @@ SIGNING_TIME = "1.2.840.113549.1.9.5"
 SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 
 
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: this pipeline reads the database only through the PKI, whose own tests
+    run on both engines."""
+    return f"sqlite:///{tmp_path / 'kyso-test.db'}"
+
+
 def officer(authority: Authority) -> Credential:
     return authority.enroll_person(add_officer(authority, commune(authority)), ADMIN)
 
@@ -69,16 +76,32 @@ def tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("key_spec", [KeySpec.EC_P256, KeySpec.RSA_2048])
+@pytest.mark.parametrize(
+    ("key_spec", "rsa_pss", "digest", "algorithm"),
+    [
+        (KeySpec.EC_P256, False, "sha256", "sha256_ecdsa"),
+        (KeySpec.EC_P384, False, "sha384", "sha384_ecdsa"),
+        (KeySpec.RSA_2048, False, "sha256", "sha256_rsa"),
+        (KeySpec.RSA_2048, True, "sha256", "rsassa_pss"),
+    ],
+)
 def test_signature_validates_in_pyhanko_and_openssl(
-    engine: Engine, pool: BlockingSessionPool, tmp_path: Path, key_spec: KeySpec
+    engine: Engine,
+    pool: BlockingSessionPool,
+    tmp_path: Path,
+    key_spec: KeySpec,
+    rsa_pss: bool,
+    digest: str,
+    algorithm: str,
 ) -> None:
+    """The algorithms follow the credential's key: P-384 signs over SHA-384, RSA with
+    PKCS#1 v1.5 or, when asked, RSASSA-PSS."""
     authority = make_authority(engine, pool, key_spec=key_spec)
     credential = officer(authority)
     assert credential.certificate is not None
     signed = sign_pdf(
         one_page_pdf(TEXT),
-        prepared(authority, credential),
+        SigningCredential.prepare(credential, authority.internal_chain(), rsa_pss=rsa_pss),
         pool,
         usable=authority.usable_credential,
         field_name="Officer",
@@ -96,9 +119,11 @@ def test_signature_validates_in_pyhanko_and_openssl(
     assert status.trusted
     assert status.coverage is SignatureCoverageLevel.ENTIRE_FILE
     assert status.signing_cert.dump() == credential.certificate.dump()
-    assert status.md_algorithm == "sha256"
+    assert status.md_algorithm == digest
 
     signer_info = cms.ContentInfo.load(signature.pkcs7_content)["content"]["signer_infos"][0]
+    assert signer_info["digest_algorithm"]["algorithm"].native == digest
+    assert signer_info["signature_algorithm"]["algorithm"].native == algorithm
     attributes = {attribute["type"].dotted for attribute in signer_info["signed_attrs"]}
     assert attributes == {CONTENT_TYPE, MESSAGE_DIGEST, SIGNING_CERTIFICATE_V2}
     assert SIGNING_TIME not in attributes
