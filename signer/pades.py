@@ -19,16 +19,17 @@ from typing import Literal, get_args
 from asn1crypto import algos
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.fields import MDPPerm, SigSeedSubFilter
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import ExternalSigner
-from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata
 
 from hsm import BlockingSessionPool
 from signer.cms import SigningCredential, Timestamper
 from signer.coroutines import run_to_completion
 from signer.errors import InvalidDocumentError, SignerError
 from signer.ltv import ValidationData, add_document_timestamp, add_validation_data
+from signer.stamps import StampingPdfSigner, VisibleSignature
 
 Level = Literal["B-B", "B-T", "B-LT", "B-LTA"]
 """PAdES baseline levels (ETSI EN 319 142-1): B-B a signature; B-T with a signature
@@ -39,6 +40,7 @@ LEVELS: tuple[Level, ...] = get_args(Level)
 
 MAX_DOCUMENT_SIZE = 64 * 1024 * 1024
 """Default bound on the input PDF, in bytes."""
+
 
 def _placeholder(credential: SigningCredential) -> ExternalSigner:
     # PdfSigner wants a pyHanko Signer to pick the digest algorithm; this one is never asked
@@ -63,6 +65,8 @@ def sign_pdf(
     level: Level = "B-B",
     timestamper: Timestamper | None = None,
     validation_data: ValidationData | None = None,
+    appearance: VisibleSignature | None = None,
+    certify: bool = False,
 ) -> bytes:
     """Sign ``data`` (a PDF) with a PAdES signature in a new invisible field.
 
@@ -77,6 +81,11 @@ def sign_pdf(
     if the credential may not sign (``Authority.usable_credential``); ``None`` skips the
     check, for callers that made it themselves. Blocking: run it in a thread from async
     code.
+
+    ``appearance`` (from :mod:`signer.stamps`) makes the signature visible, in its field
+    (its ``field_name`` replaces ``field_name``) and with ``/M`` at its printed time;
+    ``certify`` makes it a certification signature (DocMDP P=2: only form filling and
+    further signatures may follow).
     """
     _check_level(level, credential, timestamper, validation_data)
     if usable is not None:
@@ -87,7 +96,10 @@ def sign_pdf(
         writer = IncrementalPdfFileWriter(BytesIO(data))
         if writer.security_handler is not None:
             raise InvalidDocumentError("encrypted PDFs cannot be signed")
-        pdf_signer = PdfSigner(
+        if appearance is not None:
+            field_name = appearance.field_name
+            appearance.add_fields(writer)
+        pdf_signer = StampingPdfSigner(
             PdfSignatureMetadata(
                 field_name=field_name,
                 md_algorithm=credential.hash_alg.value,
@@ -95,8 +107,11 @@ def sign_pdf(
                 name=credential.signer_name or None,
                 reason=reason,
                 location=location,
+                certify=certify,
+                docmdp_permissions=MDPPerm.FILL_FORMS,
             ),
             signer=_placeholder(credential),
+            appearance=appearance,
         )
         output = BytesIO()
         prepared, _, _ = run_to_completion(
@@ -130,8 +145,7 @@ def _check_level(
             raise SignerError("a timestamper is not used for PAdES B-B", code="signer.bad_level")
     elif timestamper is None or not credential.timestamp_reserve:
         raise SignerError(
-            f"PAdES {level} needs a timestamper and a credential prepared with a "
-            "timestamp_reserve",
+            f"PAdES {level} needs a timestamper and a credential prepared with a timestamp_reserve",
             code="signer.timestamper_required",
         )
     if (validation_data is not None) != (level in ("B-LT", "B-LTA")):

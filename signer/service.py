@@ -22,6 +22,7 @@ from pki.errors import CredentialUnusableError
 from signer.cms import SigningCredential, Timestamper
 from signer.ltv import ValidationData, collect_validation_data
 from signer.pades import MAX_DOCUMENT_SIZE, Level, sign_pdf
+from signer.stamps import VisibleSignature
 
 DEFAULT_LEVEL: Level = "B-LT"
 
@@ -70,10 +71,11 @@ class SigningService:
         field_name: str = "Signature1",
         reason: str | None = None,
         location: str | None = None,
-        **visible: object,
+        appearance: VisibleSignature | None = None,
+        certify: bool = False,
     ) -> bytes:
-        """``pdf`` signed by ``credential_id`` at ``level``. ``visible`` passes the
-        appearance options of :func:`signer.pades.sign_pdf` (``appearance``, ``certify``).
+        """``pdf`` signed by ``credential_id`` at ``level``, visibly with ``appearance``,
+        as a certification signature with ``certify`` (see :func:`signer.pades.sign_pdf`).
         The caller has authorised the use of the credential."""
         prepared = self._usable(credential_id, level)
         timestamped = level != "B-B"
@@ -89,7 +91,8 @@ class SigningService:
             level=level,
             timestamper=self._timestamper if timestamped else None,
             validation_data=prepared.validation_data if level in ("B-LT", "B-LTA") else None,
-            **visible,
+            appearance=appearance,
+            certify=certify,
         )
 
     def _usable(self, credential_id: int, level: Level) -> _Prepared:
