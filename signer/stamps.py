@@ -555,13 +555,15 @@ def seal_signature(
     signed_at: datetime,
     verify_url: str,
     field_name: str,
+    number: str | None = None,
 ) -> VisibleSignature:
     """The agency's seal signature over the officer's signature in field ``officer_field``.
 
     The seal is painted at its real size (from the PNG's DPI, else
     :data:`DEFAULT_SEAL_SIZE`), its right edge a third of the way into the officer's
     image, centred on it vertically; beside it (left, else right of the officer's image) a
-    column with the QR code for ``verify_url``, the agency name and ``signed_at`` in
+    column with the QR code for ``verify_url``, the agency name, the document ``number``
+    when given (number/symbol, printed as ``Số: 12/XN-CAP-BT``) and ``signed_at`` in
     ISO 8601, +07:00. Fills field ``field_name`` if it exists (reserved by
     :func:`officer_signature`), else creates it.
     """
@@ -581,9 +583,14 @@ def seal_signature(
     # template's field the image is centred, and the seal goes against the field.
     officer_image = officer.rect
     name_lines = _wrap(agency, SEAL_TEXT_SIZE, SEAL_COLUMN_WIDTH)
-    lines = [*name_lines, time_text]
+    number_lines = (
+        [] if number is None else [f"Số: {_clean(number, what='number', limit=MAX_NUMBER_LENGTH)}"]
+    )
+    lines = [*name_lines, *number_lines, time_text]
     if len(lines) > SEAL_COLUMN_LINES:
-        raise BadStampTextError(f"the agency name does not fit in {SEAL_COLUMN_LINES - 1} lines")
+        raise BadStampTextError(
+            f"the agency name does not fit in {SEAL_COLUMN_LINES - 1 - len(number_lines)} lines"
+        )
     column_width = max(QR_SIZE, *(_text_width(line, SEAL_TEXT_SIZE) for line in lines))
     reserved = document.field(field_name, empty=True) if document.has_field(field_name) else None
     if reserved is not None and reserved.page_index != officer.page_index:

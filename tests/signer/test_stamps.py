@@ -325,10 +325,12 @@ def test_stamp_text_comes_back_in_vietnamese(parties: Parties, tmp_path: Path) -
         signed_at=datetime(2026, 11, 23, 14, 5, 9, tzinfo=timezone(timedelta(hours=7))),
         verify_url=VERIFY_URL,
         field_name="Seal",
+        number="07/XN-CAX-ĐƠ",
     )
     sealed = parties.sign(signed, seal, seal=True)
     text = text_in(sealed, tmp_path, seal.rect)
     assert "Công an xã Đắk Ơ, tỉnh Bình Phước" in text
+    assert "Số: 07/XN-CAX-ĐƠ" in text
     assert "2026-11-23T14:05:09+07:00" in text
 
 
