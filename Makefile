@@ -16,7 +16,7 @@ export KYSO_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/po
 
 # Debian packages: what the service needs, and what the tests use as independent checkers.
 RUN_PACKAGES := softhsm2
-TEST_PACKAGES := softhsm2 openssl qpdf poppler-utils
+TEST_PACKAGES := softhsm2 openssl qpdf poppler-utils libnss3-tools
 
 .PHONY: help run test bench setup venv system-packages token database postgres lint clean
 

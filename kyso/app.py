@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from audit import AuditError
@@ -54,12 +56,18 @@ _STATUS = {
     "pki.not_found": 404,
     "pki.conflict": 409,
     "pki.credential_unusable": 409,
+    "pki.pin_invalid": 403,
+    "pki.pin_locked": 423,
+    "pki.pin_not_set": 409,
+    "pki.pin_required": 400,
     "pki.signature_check_failed": 502,
     "pki.unavailable": 503,
 }
 """HTTP status per stable error code, for every error root; ``audit.proof.*`` (a request
 the tree cannot answer) and the other ``pki.*`` codes (bad input: names, CCCD, CSR,
-certificates, untrusted chains) are 422, and anything else means 503 (try later)."""
+certificates, untrusted chains, a PIN against the policy) are 422, and anything else means
+503 (try later). A signing PIN: missing 400, wrong 403, locked 423 (until an administrator
+unlocks it), none set for the credential 409."""
 
 
 def status_for(code: str) -> int:
@@ -191,6 +199,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(PkiError)
     async def pki_error(_request: Request, ex: PkiError) -> JSONResponse:
         return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, ex: RequestValidationError) -> JSONResponse:
+        # FastAPI's answer, minus the "input" it echoes: a request body may hold a PIN.
+        errors = [{k: v for k, v in error.items() if k != "input"} for error in ex.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.exception_handler(AuditError)
     async def audit_error(_request: Request, ex: AuditError) -> JSONResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -766,6 +767,102 @@ def officer_renew(
     with open_authority() as authority:
         renewed = authority.renew(credential_id, cli_actor(), rekey=rekey)
     _show_credential(renewed, as_json=as_json)
+
+
+# -- signing PINs ------------------------------------------------------------------------
+
+PIN_ENV = "KYSO_PIN"
+"""Environment variable holding a credential's signing PIN, for scripts."""
+
+MAX_PIN_FILE = 1024
+"""Bytes read from a PIN file at most; a PIN is far shorter."""
+
+PinFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--pin-file",
+        dir_okay=False,
+        help=f"Read the PIN from this file (trailing newline ignored) instead of {PIN_ENV} "
+        "or a prompt.",
+    ),
+]
+
+
+class PinSourceError(KysoError):
+    """A PIN could not be read from where the command was told to read it."""
+
+    code = "kyso.pin_source"
+
+
+def read_pin(pin_file: Path | None, *, prompt: str, confirm: bool) -> str:
+    """A credential's PIN from ``--pin-file``, else ``KYSO_PIN``, else a hidden prompt
+    (asked twice with ``confirm``). Never from the command line: argv is visible to every
+    user of the machine. Errors name the source, never what it holds."""
+    if pin_file is not None:
+        try:
+            with pin_file.open("rb") as source:
+                data = source.read(MAX_PIN_FILE + 1)
+        except OSError as ex:
+            raise PinSourceError(f"cannot read the PIN file {pin_file}: {ex.strerror}") from None
+        if len(data) > MAX_PIN_FILE:
+            raise PinSourceError(f"the PIN file {pin_file} is larger than {MAX_PIN_FILE} bytes")
+        try:
+            return data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise PinSourceError(f"the PIN file {pin_file} is not UTF-8 text") from None
+    from_env = os.environ.get(PIN_ENV)
+    if from_env:
+        return from_env
+    pin: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return pin
+
+
+def _pin_line(credential: Credential) -> str:
+    state = "set" if credential.pin_set else "not set"
+    locked = (
+        f"locked since {credential.pin_locked_at.isoformat()}"
+        if credential.pin_locked_at
+        else "not locked"
+    )
+    return (
+        f"credential {credential.id}\tPIN {state}\t{credential.pin_failures} consecutive "
+        f"failure(s)\t{locked}"
+    )
+
+
+@officer_app.command("pin-set")
+def officer_pin_set(
+    credential_id: CredentialArg, pin_file: PinFileOption = None, as_json: JsonOption = False
+) -> None:
+    """Set or change the signing PIN of an officer or seal credential (from a prompt with
+    confirmation, KYSO_PIN or --pin-file); a locked PIN needs pin-unlock instead."""
+    pin = read_pin(pin_file, prompt=f"New PIN for credential {credential_id}", confirm=True)
+    with open_authority() as authority:
+        credential = authority.set_pin(credential_id, pin, cli_actor())
+    typer.echo(json.dumps(credential.as_dict()["pin"]) if as_json else _pin_line(credential))
+
+
+@officer_app.command("pin-unlock")
+def officer_pin_unlock(
+    credential_id: CredentialArg,
+    new_pin: Annotated[
+        bool,
+        typer.Option("--new-pin", help="Also replace the PIN (prompt, KYSO_PIN or --pin-file)."),
+    ] = False,
+    pin_file: PinFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Clear a credential's PIN lock and failure count, as its administrator (audited)."""
+    if pin_file is not None and not new_pin:
+        raise PinSourceError("--pin-file is read only with --new-pin")
+    pin = (
+        read_pin(pin_file, prompt=f"New PIN for credential {credential_id}", confirm=True)
+        if new_pin
+        else None
+    )
+    with open_authority() as authority:
+        credential = authority.unlock_pin(credential_id, cli_actor(), new_pin=pin)
+    typer.echo(json.dumps(credential.as_dict()["pin"]) if as_json else _pin_line(credential))
 
 
 CaOption = Annotated[Literal["root", "issuing"], typer.Option("--ca", help="Which CA.")]

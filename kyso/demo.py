@@ -1,9 +1,11 @@
 """Demo data for ``kyso init --demo`` (used by ``make run``): a ministry, one province, two
 communes, an officer and a clerk per commune, officer credentials and agency seals, all
-issued by Kyso's CA on the token; and ``var/demo.json`` describing them.
+issued by Kyso's CA on the token, each with the signing PIN :data:`DEMO_PIN`; and
+``var/demo.json`` describing them, that PIN included.
 
-Idempotent: a database that already holds the demo units is left as it is and only
-``demo.json`` is rewritten from it. Everything here is clearly marked as demo data.
+Idempotent: a database that already holds the demo units is left as it is (apart from a
+demo credential without a PIN, which gets the demo PIN) and only ``demo.json`` is
+rewritten from it. Everything here is clearly marked as demo data.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from audit.events import Actor
-from pki.authority import Authority
-from pki.store import CredentialKind, PersonRole, UnitKind
+from pki.authority import Authority, Credential
+from pki.store import CredentialKind, CredentialStatus, PersonRole, UnitKind
 
 MINISTRY = ("BCA", "Bộ Công an", "Hà Nội", "Hà Nội")
 PROVINCE = (
@@ -42,6 +44,10 @@ PEOPLE = {
          "huong.ptt@sgn.hcm.demo.kyso.vn"),
     ),
 }  # fmt: skip
+
+DEMO_PIN = "482915"
+"""The signing PIN of every demo officer and seal credential. Written into ``demo.json``
+so that anyone can try the demo; a real PIN is known to its officer only."""
 
 
 def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
@@ -92,8 +98,24 @@ def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
                 )
                 if role is PersonRole.OFFICER:
                     authority.enroll_person(person.id, actor)
+    for credential in _demo_credentials(authority):
+        # Also a demo made before credentials had PINs.
+        if not credential.pin_set and credential.status is CredentialStatus.ACTIVE:
+            authority.set_pin(credential.id, DEMO_PIN, actor)
     _write(path, describe(authority))
     return "created" if created else "present"
+
+
+def _demo_credentials(authority: Authority) -> list[Credential]:
+    """The officer and seal credentials of the demo communes."""
+    communes = {code for code, _, _ in COMMUNES}
+    return [
+        credential
+        for unit in authority.units()
+        if unit.code in communes
+        for credential in authority.credentials(unit_id=unit.id)
+        if credential.kind in (CredentialKind.OFFICER, CredentialKind.SEAL)
+    ]
 
 
 def describe(authority: Authority) -> dict[str, Any]:
@@ -132,6 +154,15 @@ def describe(authority: Authority) -> dict[str, Any]:
             "tsa": f"{authority.config.public_url}/tsa",
         },
         "units": units,
+        "signing_pins": {
+            "warning": "DEMO ONLY: the PIN the demo set on each of its officer and seal "
+            "credentials (by credential id). Anyone who reads this file can sign with them.",
+            "by_credential": {
+                str(credential.id): DEMO_PIN
+                for credential in _demo_credentials(authority)
+                if credential.pin_set
+            },
+        },
     }
 
 

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from asn1crypto import keys
 from asn1crypto import x509 as asn1_x509
@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from audit.events import Action, Actor, AuditEvent, DetailValue, Outcome, Subject
 from audit.log import AuditLog
 from hsm import BlockingSessionPool, KeyInfo, KeySpec
+from pki import pins
 from pki.certificates import (
     MAX_SERIAL,
     build_csr,
@@ -53,6 +54,9 @@ from pki.errors import (
     CredentialUnusableError,
     InvalidInputError,
     NotFoundError,
+    PinInvalidError,
+    PinLockedError,
+    PinNotSetError,
 )
 from pki.names import (
     ca_subject,
@@ -213,6 +217,12 @@ class Credential:
     """An external certificate's issuers as validated on import, its issuer first and the
     trust anchor last. Empty for certificates of Kyso's own CA: their chain is
     :meth:`Authority.ca_certificate` of the issuing CA, then of the root."""
+    pin_set: bool = False
+    """Whether the credential has a signing PIN (its hash never leaves the database)."""
+    pin_failures: int = 0
+    """Consecutive wrong PINs since the last right one, set or unlock."""
+    pin_locked_at: datetime | None = None
+    """When the PIN locked after :data:`pki.pins.MAX_FAILURES` wrong ones; None if not."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +238,11 @@ class Credential:
             "serial": self.serial,
             "subject": display_name(self.certificate.subject) if self.certificate else None,
             "not_after": self.not_after.isoformat() if self.not_after else None,
+            "pin": {
+                "set": self.pin_set,
+                "failures": self.pin_failures,
+                "locked_at": self.pin_locked_at.isoformat() if self.pin_locked_at else None,
+            },
         }
 
 
@@ -421,6 +436,13 @@ class Authority:
             unit = self._unit(connection, unit_id)
             assert unit is not None
             return unit
+
+    def unit(self, unit_id: int) -> Unit:
+        with self._engine.connect() as connection:
+            unit = self._unit(connection, unit_id)
+        if unit is None:
+            raise NotFoundError(f"no unit {unit_id}")
+        return unit
 
     def units(self) -> list[Unit]:
         with self._engine.connect() as connection:
@@ -728,6 +750,7 @@ class Authority:
                 replaces_id=credential_id,
                 new_key=rekey,
             )
+            self._copy_pin(connection, credential_id, new_id)
             self._insert_certificate(
                 connection,
                 new_id,
@@ -1015,6 +1038,229 @@ class Authority:
             # The CRL changes with the status, in the same transaction.
             self._publish_crl(connection, CredentialKind.ISSUING_CA, now)
 
+    # -- signing PINs ----------------------------------------------------------------------
+
+    def set_pin(self, credential_id: int, pin: str, actor: Actor) -> Credential:
+        """Set or change the signing PIN of an officer or seal credential, audited as
+        ``pin.set``; only its argon2id hash is stored, and the failure count starts again.
+
+        A locked PIN is refused with :class:`~pki.errors.PinLockedError`: clearing a lock
+        is :meth:`unlock_pin`, an administrator's own audited step.
+        """
+        pin_hash = pins.hash_pin(pin)  # the policy check, and the slow part, before any lock
+        credential = self.credential(credential_id)
+        _require_pin_holder(credential)
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(pki_credentials)
+                .where(
+                    pki_credentials.c.id == credential_id,
+                    pki_credentials.c.pin_locked_at.is_(None),
+                )
+                .values(pin_hash=pin_hash, pin_failures=0)
+            ).rowcount
+            if changed == 1:
+                _record(
+                    connection,
+                    Action.PIN_SET,
+                    actor,
+                    subject=Subject(key_id=credential.key_id),
+                    details={"credential_id": credential_id, "replaced": credential.pin_set},
+                )
+        if changed != 1:
+            raise _locked(credential_id)
+        return self.credential(credential_id)
+
+    def check_pin(self, credential_id: int, pin: str, actor: Actor) -> None:
+        """Return if ``pin`` is the credential's signing PIN, else raise.
+
+        A wrong PIN is counted in its own committed transaction, with its ``pin.failed``
+        event, before :class:`~pki.errors.PinInvalidError` says how many tries remain; the
+        :data:`~pki.pins.MAX_FAILURES`-th consecutive one also locks the credential
+        (``pin.locked``) and raises :class:`~pki.errors.PinLockedError`. A locked
+        credential refuses every PIN, the right one too, until :meth:`unlock_pin`. A right
+        PIN clears the count (writing only when there was one). No PIN set:
+        :class:`~pki.errors.PinNotSetError`.
+
+        Every call costs one argon2 hash, whatever the answer. Concurrent wrong PINs are
+        all counted: the count is one atomic ``UPDATE … RETURNING``.
+        """
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    pki_credentials.c.key_id,
+                    pki_credentials.c.pin_hash,
+                    pki_credentials.c.pin_failures,
+                    pki_credentials.c.pin_locked_at,
+                ).where(pki_credentials.c.id == credential_id)
+            ).first()
+        locked = row is not None and row.pin_locked_at is not None
+        stored = None if row is None or locked else row.pin_hash
+        right = pins.verify_pin(stored, pin)
+        if row is None:
+            raise NotFoundError(f"no credential {credential_id}")
+        subject = Subject(key_id=row.key_id)
+        if locked:
+            self._refuse_locked(credential_id, subject, row.pin_failures, actor)
+        if row.pin_hash is None:
+            raise PinNotSetError(
+                f"credential {credential_id} has no signing PIN yet; an administrator sets "
+                "one first"
+            )
+        if right:
+            if row.pin_failures or pins.needs_rehash(row.pin_hash):
+                self._pin_accepted(credential_id, row.pin_hash, pin)
+            return
+        self._pin_rejected(credential_id, subject, actor)
+
+    def _pin_accepted(self, credential_id: int, stored: str, pin: str) -> None:
+        values: dict[str, Any] = {"pin_failures": 0}
+        if pins.needs_rehash(stored):
+            values["pin_hash"] = pins.hash_pin(pin)
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(pki_credentials)
+                .where(
+                    pki_credentials.c.id == credential_id,
+                    pki_credentials.c.pin_locked_at.is_(None),
+                    # A PIN set meanwhile is not overwritten by the re-hash of the old one.
+                    pki_credentials.c.pin_hash == stored,
+                )
+                .values(**values)
+            ).rowcount
+            locked = changed != 1 and self._pin_locked(connection, credential_id)
+        if locked:
+            raise _locked(credential_id)
+        if changed != 1:
+            raise ConflictError(f"the PIN of credential {credential_id} changed meanwhile")
+
+    def _pin_rejected(self, credential_id: int, subject: Subject, actor: Actor) -> NoReturn:
+        with self._engine.begin() as connection:
+            failures = connection.execute(
+                update(pki_credentials)
+                .where(
+                    pki_credentials.c.id == credential_id,
+                    pki_credentials.c.pin_locked_at.is_(None),
+                )
+                .values(pin_failures=pki_credentials.c.pin_failures + 1)
+                .returning(pki_credentials.c.pin_failures)
+            ).scalar()
+            if failures is not None:
+                remaining = max(0, pins.MAX_FAILURES - failures)
+                _record(
+                    connection,
+                    Action.PIN_FAILED,
+                    actor,
+                    subject=subject,
+                    details={
+                        "credential_id": credential_id,
+                        "failures": failures,
+                        "remaining": remaining,
+                    },
+                    outcome=Outcome(success=False, code=PinInvalidError.code),
+                )
+                if not remaining:
+                    connection.execute(
+                        update(pki_credentials)
+                        .where(pki_credentials.c.id == credential_id)
+                        .values(pin_locked_at=_now())
+                    )
+                    _record(
+                        connection,
+                        Action.PIN_LOCKED,
+                        actor,
+                        subject=subject,
+                        details={"credential_id": credential_id, "failures": failures},
+                    )
+        # Raised after the commit: the failure must count although the request fails.
+        if failures is None:
+            # Another request locked it between the read and this update.
+            self._refuse_locked(credential_id, subject, pins.MAX_FAILURES, actor)
+        if not remaining:
+            raise _locked(credential_id)
+        raise PinInvalidError(
+            f"wrong PIN for credential {credential_id}; {remaining} "
+            f"{'try' if remaining == 1 else 'tries'} left before it locks",
+            remaining=remaining,
+        )
+
+    def _refuse_locked(
+        self, credential_id: int, subject: Subject, failures: int, actor: Actor
+    ) -> NoReturn:
+        """Audit a try on a locked credential (not counted) and refuse it."""
+        with self._engine.begin() as connection:
+            _record(
+                connection,
+                Action.PIN_FAILED,
+                actor,
+                subject=subject,
+                details={"credential_id": credential_id, "failures": failures, "remaining": 0},
+                outcome=Outcome(success=False, code=PinLockedError.code),
+            )
+        raise _locked(credential_id)
+
+    @staticmethod
+    def _pin_locked(connection: Connection, credential_id: int) -> bool:
+        return (
+            connection.execute(
+                select(pki_credentials.c.pin_locked_at).where(pki_credentials.c.id == credential_id)
+            ).scalar()
+            is not None
+        )
+
+    def unlock_pin(
+        self, credential_id: int, actor: Actor, *, new_pin: str | None = None
+    ) -> Credential:
+        """An administrator's reset of a credential's PIN state, audited as
+        ``pin.unlocked``: the lock and the failure count are cleared, and with ``new_pin``
+        the PIN is replaced too (for an officer who forgot it)."""
+        new_hash = None if new_pin is None else pins.hash_pin(new_pin)
+        credential = self.credential(credential_id)
+        _require_pin_holder(credential)
+        values: dict[str, Any] = {"pin_failures": 0, "pin_locked_at": None}
+        if new_hash is not None:
+            values["pin_hash"] = new_hash
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(pki_credentials)
+                .where(pki_credentials.c.id == credential_id)
+                .values(**values)
+            )
+            _record(
+                connection,
+                Action.PIN_UNLOCKED,
+                actor,
+                subject=Subject(key_id=credential.key_id),
+                details={
+                    "credential_id": credential_id,
+                    "was_locked": credential.pin_locked_at is not None,
+                    "failures": credential.pin_failures,
+                    "replaced": new_hash is not None,
+                },
+            )
+        return self.credential(credential_id)
+
+    @staticmethod
+    def _copy_pin(connection: Connection, from_id: int, to_id: int) -> None:
+        """A renewed credential keeps the PIN state of the one it replaces: the same
+        holder signs with it, and a renewal must not lift a lock."""
+        row = connection.execute(
+            select(
+                pki_credentials.c.pin_hash,
+                pki_credentials.c.pin_failures,
+                pki_credentials.c.pin_locked_at,
+            ).where(pki_credentials.c.id == from_id)
+        ).one()
+        connection.execute(
+            update(pki_credentials)
+            .where(pki_credentials.c.id == to_id)
+            .values(
+                pin_hash=row.pin_hash,
+                pin_failures=row.pin_failures,
+                pin_locked_at=row.pin_locked_at,
+            )
+        )
+
     # -- refusal to sign and expiry --------------------------------------------------------
 
     def usable_credential(self, credential_id: int, *, at: datetime | None = None) -> Credential:
@@ -1287,8 +1533,10 @@ def _record(
     *,
     details: Mapping[str, DetailValue],
     subject: Subject | None = None,
+    outcome: Outcome | None = None,
 ) -> None:
-    """The audit event of a successful operation, in the operation's own transaction."""
+    """The audit event of an operation (successful unless ``outcome`` says otherwise), in
+    the operation's own transaction."""
     subject = subject or Subject()
     AuditLog.append(
         connection,
@@ -1296,10 +1544,29 @@ def _record(
             time=datetime.now(UTC),
             action=action,
             actor=actor,
-            outcome=Outcome(success=True),
+            outcome=outcome or Outcome(success=True),
             subject=subject,
             details=details,
         ),
+    )
+
+
+def _require_pin_holder(credential: Credential) -> None:
+    """Only officer and seal credentials sign documents, and so have a signing PIN; one
+    that will never sign again needs none."""
+    if credential.kind not in (CredentialKind.OFFICER, CredentialKind.SEAL):
+        raise InvalidInputError("only officer and seal credentials have a signing PIN")
+    if credential.status in (CredentialStatus.REVOKED, CredentialStatus.SUPERSEDED):
+        raise ConflictError(
+            f"credential {credential.id} is {credential.status.value} and will never sign "
+            "again; it needs no PIN"
+        )
+
+
+def _locked(credential_id: int) -> PinLockedError:
+    return PinLockedError(
+        f"the PIN of credential {credential_id} is locked after {pins.MAX_FAILURES} "
+        "consecutive wrong PINs; an administrator must unlock it"
     )
 
 
@@ -1347,4 +1614,7 @@ def _credential(row: Row[Any]) -> Credential:
         not_after=None if row.not_after is None else _aware(row.not_after),
         replaces_id=row.replaces_id,
         chain=() if row.chain is None else tuple(load_certificates(bytes(row.chain))),
+        pin_set=row.pin_hash is not None,
+        pin_failures=row.pin_failures,
+        pin_locked_at=None if row.pin_locked_at is None else _aware(row.pin_locked_at),
     )

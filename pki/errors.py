@@ -47,3 +47,39 @@ class CredentialUnusableError(PkiError):
     """A credential is suspended, revoked, expired or not yet valid and must not sign."""
 
     code = "pki.credential_unusable"
+
+
+class PinError(PkiError):
+    """A signing PIN was refused; the message never contains the PIN."""
+
+    code = "pki.pin"
+
+
+class PinInvalidError(PinError):
+    """A wrong PIN: counted, and the credential locks at the last allowed failure."""
+
+    code = "pki.pin_invalid"
+
+    def __init__(self, message: str, *, remaining: int) -> None:
+        super().__init__(message)
+        self.remaining = remaining
+        """Wrong PINs still allowed before the credential locks."""
+
+
+class PinLockedError(PinError):
+    """The credential's PIN is locked after too many consecutive failures; an
+    administrator must unlock it. Even the right PIN is refused until then."""
+
+    code = "pki.pin_locked"
+
+
+class PinNotSetError(PinError):
+    """The credential has no PIN yet, so nothing can authorise its use."""
+
+    code = "pki.pin_not_set"
+
+
+class PinRequiredError(PinError):
+    """A signing request came without the credential's PIN."""
+
+    code = "pki.pin_required"

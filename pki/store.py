@@ -122,8 +122,29 @@ pki_credentials = Table(
     Column("external", Boolean, nullable=False, comment="certificate from an external CA"),
     Column("replaces_id", _Id, ForeignKey("pki_credentials.id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "pin_hash",
+        String(256),
+        nullable=True,
+        comment="argon2id PHC string of the signing PIN; NULL until one is set",
+    ),
+    Column(
+        "pin_failures",
+        Integer,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="consecutive wrong PINs since the last right one or unlock",
+    ),
+    Column(
+        "pin_locked_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="set on the last allowed failure; only a unit admin clears it",
+    ),
     CheckConstraint(f"kind IN ({_values(CredentialKind)})", name="kind"),
     CheckConstraint(f"status IN ({_values(CredentialStatus)})", name="status"),
+    CheckConstraint("pin_failures >= 0", name="pin_failures_not_negative"),
     comment="A signing credential: HSM key + certificate + status, owned by a unit or person.",
 )
 

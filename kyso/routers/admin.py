@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from audit.events import Actor
 from kyso.errors import KysoError
@@ -79,6 +79,27 @@ class NewAnchor(_Body):
 
 class Revocation(_Body):
     reason: RevocationReason = RevocationReason.UNSPECIFIED
+
+
+MAX_PIN_INPUT = 256
+"""Longest PIN field accepted before the PIN policy (6 to 32 characters) judges it."""
+
+
+class NewPin(_Body):
+    pin: SecretStr = Field(
+        min_length=1,
+        max_length=MAX_PIN_INPUT,
+        description="The signing PIN: 6 to 32 printable ASCII characters without spaces.",
+    )
+
+
+class PinUnlock(_Body):
+    new_pin: SecretStr | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PIN_INPUT,
+        description="Also replace the PIN (for an officer who forgot it).",
+    )
 
 
 @router.get("/units", summary="List units")
@@ -157,6 +178,31 @@ async def revoke(
     credential_id: Id, body: Revocation, pki: PkiDep, admin: AdminDep
 ) -> dict[str, Any]:
     credential = await run_in_threadpool(pki.authority.revoke, credential_id, body.reason, admin)
+    return credential.as_dict()
+
+
+@router.put("/credentials/{credential_id}/pin", summary="Set or change the signing PIN")
+async def set_pin(credential_id: Id, body: NewPin, pki: PkiDep, admin: AdminDep) -> dict[str, Any]:
+    credential = await run_in_threadpool(
+        pki.authority.set_pin, credential_id, body.pin.get_secret_value(), admin
+    )
+    return credential.as_dict()
+
+
+@router.post(
+    "/credentials/{credential_id}/pin/unlock",
+    summary="Clear a PIN lock and its failure count (optionally with a new PIN)",
+)
+async def unlock_pin(
+    credential_id: Id,
+    pki: PkiDep,
+    admin: AdminDep,
+    body: Annotated[PinUnlock | None, Body()] = None,
+) -> dict[str, Any]:
+    new_pin = body.new_pin.get_secret_value() if body and body.new_pin else None
+    credential = await run_in_threadpool(
+        lambda: pki.authority.unlock_pin(credential_id, admin, new_pin=new_pin)
+    )
     return credential.as_dict()
 
 

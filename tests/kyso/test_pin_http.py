@@ -1,0 +1,183 @@
+"""Signing PINs over HTTP on both databases: the loopback-only administration routes that
+set and unlock a PIN, and the authorisation step every signing route calls
+(:func:`kyso.authorisation.authorise_signing`), behind a route added for the test so that
+its errors go through the service's own error mapping. No answer holds a PIN, not even a
+422 for a malformed body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, SecretStr
+from sqlalchemy import select
+
+from audit.events import Action, AuditEvent
+from audit.store import audit_entries
+from kyso import db
+from kyso.app import create_app
+from kyso.authorisation import authorise_signing
+from kyso.routers.admin import local_admin
+from kyso.settings import Settings
+from tests.kyso.test_pki_http import REMOTE, _no_server_error, enrol_officer, error_code
+
+# The fixtures, used by name.
+from tests.kyso.test_pki_http import hierarchy as hierarchy
+from tests.kyso.test_pki_http import settings as settings
+
+PIN = "493817"
+NEW_PIN = "Kh0a-Ky-S0"
+WRONG = "000001"
+
+
+class SignRequest(BaseModel):
+    pin: SecretStr | None = None
+
+
+def with_signing_route(app: FastAPI) -> FastAPI:
+    """The authorisation step as a signing route calls it, PIN from the request body."""
+
+    @app.post("/test/sign/{credential_id}")
+    async def sign(credential_id: int, body: SignRequest, request: Request) -> dict[str, Any]:
+        authority = request.app.state.runtime.pki.authority
+        pin = body.pin.get_secret_value() if body.pin else None
+        credential = await run_in_threadpool(
+            lambda: authorise_signing(
+                authority, credential_id=credential_id, pin=pin, actor=local_admin(request)
+            )
+        )
+        return {"credential_id": credential.id}
+
+    return app
+
+
+@contextmanager
+def started(settings: Settings, **options: Any) -> Iterator[TestClient]:
+    with TestClient(with_signing_route(create_app(settings)), **options) as client:
+        client.event_hooks = {"response": [_no_server_error]}
+        yield client
+
+
+@pytest.fixture
+def client(settings: Settings, hierarchy: None) -> Iterator[TestClient]:
+    with started(settings) as running:
+        yield running
+
+
+def pin_events(settings: Settings) -> list[AuditEvent]:
+    engine = db.make_engine(settings.sqlalchemy_url)
+    try:
+        with engine.connect() as connection:
+            leaves = (
+                connection.execute(select(audit_entries.c.leaf).order_by(audit_entries.c.id))
+                .scalars()
+                .all()
+            )
+    finally:
+        engine.dispose()
+    return [
+        event
+        for event in (AuditEvent.from_leaf(bytes(leaf)) for leaf in leaves)
+        if event.action.value.startswith("pin.")
+    ]
+
+
+def test_set_check_lock_and_unlock_over_http(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    credential = enrol_officer(client, tmp_path)
+    path = f"/api/v1/credentials/{credential['id']}/pin"
+    assert credential["pin"] == {"set": False, "failures": 0, "locked_at": None}
+    sign = f"/test/sign/{credential['id']}"
+
+    not_set = client.post(sign, json={"pin": PIN})
+    assert (not_set.status_code, error_code(not_set)) == (409, "pki.pin_not_set")
+    set_pin = client.put(path, json={"pin": PIN})
+    assert set_pin.status_code == 200, set_pin.text
+    assert set_pin.json()["pin"] == {"set": True, "failures": 0, "locked_at": None}
+    assert client.post(sign, json={"pin": PIN}).json() == {"credential_id": credential["id"]}
+
+    missing = client.post(sign, json={})
+    assert (missing.status_code, error_code(missing)) == (400, "pki.pin_required")
+    for remaining in (4, 3, 2, 1):
+        wrong = client.post(sign, json={"pin": WRONG})
+        assert (wrong.status_code, error_code(wrong)) == (403, "pki.pin_invalid")
+        assert f"{remaining} tr" in wrong.json()["error"]["message"]
+    fifth = client.post(sign, json={"pin": WRONG})
+    assert (fifth.status_code, error_code(fifth)) == (423, "pki.pin_locked")
+    refused = client.post(sign, json={"pin": PIN})
+    assert (refused.status_code, error_code(refused)) == (423, "pki.pin_locked")
+    shown = client.get(f"/api/v1/credentials/{credential['id']}").json()
+    assert shown["pin"]["failures"] == 5
+    assert shown["pin"]["locked_at"] is not None
+    changed = client.put(path, json={"pin": NEW_PIN})
+    assert (changed.status_code, error_code(changed)) == (423, "pki.pin_locked")
+
+    unlocked = client.post(f"{path}/unlock")
+    assert unlocked.status_code == 200, unlocked.text
+    assert unlocked.json()["pin"] == {"set": True, "failures": 0, "locked_at": None}
+    assert client.post(sign, json={"pin": PIN}).status_code == 200
+    replaced = client.post(f"{path}/unlock", json={"new_pin": NEW_PIN})
+    assert replaced.status_code == 200, replaced.text
+    old = client.post(sign, json={"pin": PIN})
+    assert (old.status_code, error_code(old)) == (403, "pki.pin_invalid")
+    assert client.post(sign, json={"pin": NEW_PIN}).status_code == 200
+
+    # The PIN comes first (and counts); a suspended credential then cannot sign.
+    assert client.post(f"/api/v1/credentials/{credential['id']}/suspend").status_code == 200
+    suspended = client.post(sign, json={"pin": NEW_PIN})
+    assert (suspended.status_code, error_code(suspended)) == (409, "pki.credential_unusable")
+
+    actions = [(e.action, e.outcome.code, e.actor.id) for e in pin_events(settings)]
+    assert actions == [
+        (Action.PIN_SET, None, "api:local"),
+        *[(Action.PIN_FAILED, "pki.pin_invalid", "api:local")] * 5,
+        (Action.PIN_LOCKED, None, "api:local"),
+        (Action.PIN_FAILED, "pki.pin_locked", "api:local"),
+        (Action.PIN_UNLOCKED, None, "api:local"),
+        (Action.PIN_UNLOCKED, None, "api:local"),
+        (Action.PIN_FAILED, "pki.pin_invalid", "api:local"),
+    ]
+
+
+def test_bad_pins_are_refused_without_echo(client: TestClient, tmp_path: Path) -> None:
+    credential = enrol_officer(client, tmp_path)
+    path = f"/api/v1/credentials/{credential['id']}/pin"
+    weak = client.put(path, json={"pin": "123456"})
+    assert (weak.status_code, error_code(weak)) == (422, "pki.pin_policy")
+    assert "123456" not in weak.text
+    for body in (
+        {"pin": 493817},
+        {"PIN": "493817"},
+        {"pin": "493817", "extra": "493817"},
+        {"pin": "493817" * 50},
+    ):
+        malformed = client.put(path, json=body)
+        assert malformed.status_code == 422, body
+        assert "493817" not in malformed.text, malformed.text
+    unlock = client.post(f"{path}/unlock", json={"new_pin": 493817})
+    assert unlock.status_code == 422
+    assert "493817" not in unlock.text
+    root = client.put("/api/v1/credentials/1/pin", json={"pin": PIN})
+    assert (root.status_code, error_code(root)) == (422, "pki.invalid")
+    unknown = client.put("/api/v1/credentials/987654/pin", json={"pin": PIN})
+    assert (unknown.status_code, error_code(unknown)) == (404, "pki.not_found")
+
+
+def test_pin_administration_answers_this_machine_only(
+    settings: Settings,
+    hierarchy: None,
+) -> None:
+    with started(settings, client=REMOTE) as remote:
+        for method, path, body in (
+            ("PUT", "/api/v1/credentials/5/pin", {"pin": PIN}),
+            ("POST", "/api/v1/credentials/5/pin/unlock", None),
+        ):
+            answer = remote.request(method, path, json=body)
+            assert (answer.status_code, error_code(answer)) == (403, "kyso.forbidden"), path
