@@ -120,6 +120,28 @@ class Settings(BaseSettings):
         description="Trust store folder (anchors/ and intermediates/ of PEM files); default "
         "<data_dir>/trust.",
     )
+    signing_level: Literal["B-B", "B-T", "B-LT", "B-LTA"] = Field(
+        "B-LT",
+        description="PAdES baseline level of signatures unless a request names one "
+        "(B-T and above are timestamped by Kyso's own TSA).",
+    )
+    signing_rsa_pss: bool = Field(
+        False, description="RSA credentials sign with RSASSA-PSS instead of PKCS#1 v1.5."
+    )
+    signing_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest PDF accepted for signing, in bytes (larger: 413).",
+    )
+    signing_max_pages: int = Field(
+        1000, ge=1, le=100_000, description="Most pages a PDF for signing may have (more: 422)."
+    )
+    blob_dir: Path | None = Field(
+        None,
+        description="Where document revisions and stamp images are stored (content-addressed); "
+        "default <data_dir>/blobs.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -154,6 +176,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def blob_path(self) -> Path:
+        return (self.blob_dir or self.data_path / "blobs").resolve()
 
     @property
     def trust_path(self) -> Path:

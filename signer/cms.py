@@ -101,6 +101,7 @@ def _rsassa_pss_algorithm(digest: str) -> bytes:
         ).dump()
     )
 
+
 _CONTENT_TYPE_ATTRIBUTE = _tlv(_SEQUENCE, _OID_CONTENT_TYPE + _tlv(_SET, _OID_DATA))
 
 
@@ -110,6 +111,8 @@ def _message_digest_head(digest_size: int) -> bytes:
         _SEQUENCE, _OID_MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING, bytes(digest_size)))
     )
     return attribute[:-digest_size]
+
+
 _ENCAP_CONTENT_INFO = _tlv(_SEQUENCE, _OID_DATA)  # detached: no eContent
 
 
@@ -157,8 +160,7 @@ def _algorithms(
             return SignScheme.RSA_PSS, HashAlg.SHA256, _rsassa_pss_algorithm("sha256")
         return SignScheme.RSA_PKCS1V15, HashAlg.SHA256, RSA_SHA256_ALGORITHM
     raise UnsupportedCredentialError(
-        f"credential {credential.id} has a {algorithm} key; PAdES signing here needs ECDSA "
-        "or RSA"
+        f"credential {credential.id} has a {algorithm} key; PAdES signing here needs ECDSA or RSA"
     )
 
 

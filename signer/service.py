@@ -23,6 +23,7 @@ from signer.cms import SigningCredential, Timestamper
 from signer.ltv import ValidationData, collect_validation_data
 from signer.pades import MAX_DOCUMENT_SIZE, Level, sign_pdf
 from signer.stamps import VisibleSignature
+from signer.timestamps import timestamp_reserve as measure_reserve
 
 DEFAULT_LEVEL: Level = "B-LT"
 
@@ -44,16 +45,20 @@ class SigningService:
         authority: Authority,
         pool: BlockingSessionPool,
         timestamper: Timestamper | None,
-        timestamp_reserve: int = 0,
+        timestamp_reserve: int | None = None,
         max_size: int = MAX_DOCUMENT_SIZE,
+        rsa_pss: bool = False,
     ) -> None:
-        """``timestamper`` and ``timestamp_reserve`` (the largest token, bytes) serve
-        levels B-T and above; without them only B-B can be produced."""
+        """``timestamper`` serves levels B-T and above; without it only B-B can be
+        produced. ``timestamp_reserve`` is the largest token in bytes; by default one token
+        is measured when a credential is first prepared (:func:`signer.timestamps.
+        timestamp_reserve`). ``rsa_pss`` makes RSA credentials sign with RSASSA-PSS."""
         self._authority = authority
         self._pool = pool
         self._timestamper = timestamper
-        self._reserve = timestamp_reserve if timestamper is not None else 0
+        self._reserve = timestamp_reserve
         self._max_size = max_size
+        self._rsa_pss = rsa_pss
         self._lock = threading.Lock()
         self._prepared: dict[int, _Prepared] = {}
 
@@ -107,7 +112,10 @@ class SigningService:
                 generation=generation,
                 credential=credential,
                 signing=SigningCredential.prepare(
-                    credential, chain, timestamp_reserve=self._reserve
+                    credential,
+                    chain,
+                    timestamp_reserve=self._timestamp_reserve(),
+                    rsa_pss=self._rsa_pss,
                 ),
             )
         else:
@@ -127,6 +135,13 @@ class SigningService:
         with self._lock:
             self._prepared[credential_id] = prepared
         return prepared
+
+    def _timestamp_reserve(self) -> int:
+        if self._timestamper is None:
+            return 0
+        if self._reserve is None:
+            self._reserve = measure_reserve(self._timestamper)
+        return self._reserve
 
 
 def _check_validity(credential: Credential, now: datetime) -> None:

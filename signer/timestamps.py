@@ -3,8 +3,12 @@
 :class:`TsaTimestamper` turns a TSA's ``respond`` (DER ``TimeStampReq`` in, a
 :class:`~pki.tsa.TimestampResult` out) into the :data:`~signer.cms.Timestamper` that
 :meth:`SigningCredential.sign` calls. The answer is checked as if it came from elsewhere:
-granted, the imprint and the nonce echoed; anything else is a
+granted, a TSTInfo token, the imprint and the nonce echoed; anything else is a
 :class:`~signer.errors.TimestampFailedError` and no signature is produced.
+
+This runs once per B-T/B-LT/B-LTA signature, so the request is encoded and the answer read
+by hand (a few DER headers, no asn1crypto values): the token is sliced out of the
+response as it was sent, never re-encoded.
 """
 
 from __future__ import annotations
@@ -14,10 +18,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from asn1crypto import cms, tsp
-
 from pki.tsa import TimestampResult
-from signer.cms import Timestamper
+from signer.cms import SHA256_ALGORITHM, Timestamper
 from signer.errors import TimestampFailedError
 
 TOKEN_SIZE_MARGIN = 64
@@ -29,12 +31,120 @@ the serial number (≤ 20 content bytes, RFC 3161's 160 bits), genTime's fractio
 signature (≤ 2 bytes) and the DER length octets of the ≤ 8 structures enclosing them
 (≤ 1 byte each): 35 bytes at most."""
 
-_SHA256 = "sha256"
+_SEQUENCE, _SET, _INTEGER, _OCTET_STRING, _OID, _CONTEXT_0 = 0x30, 0x31, 0x02, 0x04, 0x06, 0xA0
+_BOOLEAN, _GENERALIZED_TIME = 0x01, 0x18
+_DIGEST_SIZE = 32
+_NONCE_SIZE = 8
+_OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
+_OID_TST_INFO = bytes.fromhex("060b2a864886f70d0109100104")  # 1.2.840.113549.1.9.16.1.4
+
+# MessageImprint ::= SEQUENCE { hashAlgorithm (SHA-256, absent parameters), hashedMessage }
+_IMPRINT_HEAD = (
+    bytes((_SEQUENCE, len(SHA256_ALGORITHM) + 2 + _DIGEST_SIZE))
+    + SHA256_ALGORITHM
+    + bytes((_OCTET_STRING, _DIGEST_SIZE))
+)
+_NONCE_HEAD = bytes((_INTEGER, _NONCE_SIZE))
+_VERSION_1 = bytes((_INTEGER, 1, 1))
+_CERT_REQ = bytes((_BOOLEAN, 1, 0xFF))
+# TimeStampReq ::= SEQUENCE { version, messageImprint, nonce, certReq TRUE }: every part of
+# a fixed length, so the whole request is too.
+_REQUEST_LENGTH = len(_VERSION_1 + _IMPRINT_HEAD + _NONCE_HEAD + _CERT_REQ) + _DIGEST_SIZE
+_REQUEST_HEAD = bytes((_SEQUENCE, _REQUEST_LENGTH)) + _VERSION_1
 
 
 def _nonce() -> int:
     # 62 random bits under a set bit 62: always an 8-byte positive INTEGER.
     return secrets.randbits(62) | (1 << 62)
+
+
+class _Elements:
+    """Reads the elements of one DER constructed value in order. Anything but the element
+    expected (another tag, a length past the end, indefinite lengths) is a ValueError."""
+
+    def __init__(self, der: bytes, start: int, end: int) -> None:
+        self._der = der
+        self._at = start
+        self._end = end
+
+    def _next(self) -> tuple[int, int, int]:
+        """The tag, contents start and end of the next element."""
+        der, at = self._der, self._at
+        if at + 2 > self._end:
+            raise ValueError("a DER element is missing")
+        length, start = der[at + 1], at + 2
+        if length & 0x80:
+            size = length & 0x7F
+            if not 0 < size <= 4:
+                raise ValueError("not a DER length")
+            length = int.from_bytes(der[start : start + size], "big")
+            start += size
+        if start + length > self._end:
+            raise ValueError("a DER element runs past its parent")
+        return der[at], start, start + length
+
+    def at_end(self) -> bool:
+        return self._at == self._end
+
+    def peek(self) -> int | None:
+        """The tag of the next element, None at the end."""
+        return None if self.at_end() else self._der[self._at]
+
+    def take(self, tag: int) -> bytes:
+        """The next element, whole (header included), which must have ``tag``."""
+        found, _, end = self._next()
+        if found != tag:
+            raise ValueError(f"DER tag {found:#04x} where {tag:#04x} was expected")
+        element = self._der[self._at : end]
+        self._at = end
+        return element
+
+    def enter(self, tag: int) -> _Elements:
+        """The elements inside the next element, which must have ``tag``."""
+        found, start, end = self._next()
+        if found != tag:
+            raise ValueError(f"DER tag {found:#04x} where {tag:#04x} was expected")
+        self._at = end
+        return _Elements(self._der, start, end)
+
+
+def _answered_token(response: bytes, imprint: bytes, nonce: bytes) -> bytes:
+    """The TimeStampToken (ContentInfo, DER as sent) of a granted ``response`` whose TSTInfo
+    echoes ``imprint`` and ``nonce`` (both DER); TimestampFailedError otherwise."""
+    try:
+        outer = _Elements(response, 0, len(response))
+        body = outer.enter(_SEQUENCE)
+        if not outer.at_end():
+            raise ValueError("data after the TimeStampResp")
+        status = body.enter(_SEQUENCE)
+        granted = status.take(_INTEGER) == bytes((_INTEGER, 1, 0))  # PKIStatus granted(0)
+        token = body.take(_SEQUENCE)
+        if not body.at_end():
+            raise ValueError("data after the TimeStampToken")
+        content_info = _Elements(token, 0, len(token)).enter(_SEQUENCE)
+        if content_info.take(_OID) != _OID_SIGNED_DATA:
+            raise ValueError("the token is not a SignedData")
+        signed_data = content_info.enter(_CONTEXT_0).enter(_SEQUENCE)
+        signed_data.take(_INTEGER)  # version
+        signed_data.take(_SET)  # digestAlgorithms
+        encapsulated = signed_data.enter(_SEQUENCE)
+        is_tst_info = encapsulated.take(_OID) == _OID_TST_INFO
+        tst_info = encapsulated.enter(_CONTEXT_0).enter(_OCTET_STRING).enter(_SEQUENCE)
+        tst_info.take(_INTEGER)  # version
+        tst_info.take(_OID)  # policy
+        echoed_imprint = tst_info.take(_SEQUENCE)
+        tst_info.take(_INTEGER)  # serialNumber
+        tst_info.take(_GENERALIZED_TIME)
+        if tst_info.peek() == _SEQUENCE:
+            tst_info.take(_SEQUENCE)  # accuracy
+        if tst_info.peek() == _BOOLEAN:
+            tst_info.take(_BOOLEAN)  # ordering
+        echoed_nonce = tst_info.take(_INTEGER) if tst_info.peek() == _INTEGER else None
+    except ValueError as ex:
+        raise TimestampFailedError("the TSA's answer is not a TimeStampResp") from ex
+    if not (granted and is_tst_info and echoed_imprint == imprint and echoed_nonce == nonce):
+        raise TimestampFailedError("the TSA's token does not answer the request sent")
+    return token
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,42 +156,16 @@ class TsaTimestamper:
 
     def __call__(self, digest: bytes) -> bytes:
         """The DER TimeStampToken (ContentInfo) over ``digest``, SHA-256 of a signature."""
-        if len(digest) != hashlib.sha256().digest_size:
+        if len(digest) != _DIGEST_SIZE:
             raise ValueError("the digest to timestamp must be SHA-256")
-        nonce = _nonce()
-        request = tsp.TimeStampReq(
-            {
-                "version": "v1",
-                "message_imprint": {
-                    "hash_algorithm": {"algorithm": _SHA256},
-                    "hashed_message": digest,
-                },
-                "nonce": nonce,
-                "cert_req": True,
-            }
-        ).dump()
-        result = self.respond(request)
+        imprint = _IMPRINT_HEAD + digest
+        nonce = _NONCE_HEAD + _nonce().to_bytes(_NONCE_SIZE, "big")
+        result = self.respond(_REQUEST_HEAD + imprint + nonce + _CERT_REQ)
         if not result.granted:
             raise TimestampFailedError(
                 f"the TSA refused the timestamp request ({result.failure or 'no reason given'})"
             )
-        try:
-            response = tsp.TimeStampResp.load(result.der)
-            token: cms.ContentInfo = response["time_stamp_token"]
-            tst_info = token["content"]["encap_content_info"]["content"].parsed
-            imprint = tst_info["message_imprint"]
-            echoed = (
-                response["status"]["status"].native == "granted"
-                and imprint["hash_algorithm"]["algorithm"].native == _SHA256
-                and imprint["hashed_message"].native == digest
-                and tst_info["nonce"].native == nonce
-            )
-            der: bytes = token.dump()
-        except (ValueError, TypeError, KeyError) as ex:
-            raise TimestampFailedError("the TSA's answer is not a TimeStampResp") from ex
-        if not echoed:
-            raise TimestampFailedError("the TSA's token does not answer the request sent")
-        return der
+        return _answered_token(result.der, imprint, nonce)
 
 
 def timestamp_reserve(timestamper: Timestamper, *, margin: int = TOKEN_SIZE_MARGIN) -> int:

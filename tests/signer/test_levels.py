@@ -31,6 +31,13 @@ from tests.signer.test_pades import TEXT, officer, signed_content, tool, validat
 SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"
 
 
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: this pipeline reads the database only through the PKI, whose own tests
+    run on both engines."""
+    return f"sqlite:///{tmp_path / 'kyso-test.db'}"
+
+
 def b_t_ready(
     authority: Authority, timestamper: TsaTimestamper
 ) -> tuple[SigningCredential, TsaTimestamper]:

@@ -33,6 +33,13 @@ from tests.signer.test_levels import kyso_tsa
 from tests.signer.test_pades import TEXT, officer, tool
 
 
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: this pipeline reads the database only through the PKI, whose own tests
+    run on both engines."""
+    return f"sqlite:///{tmp_path / 'kyso-test.db'}"
+
+
 def service(authority: Authority, pool: BlockingSessionPool) -> SigningService:
     timestamper = kyso_tsa(authority)
     return SigningService(

@@ -1,0 +1,173 @@
+"""The document registry's tables: documents, their revisions, the per-unit yearly number
+counters and the idempotency keys of requests.
+
+A document's bytes are not here: each revision names its blob by SHA-256 (see
+:mod:`signer.blobs`). Revisions are only ever added; a document row changes status
+``draft → signed → issued`` and nothing else.
+
+Foreign keys to the PKI's tables name their columns (not ``"table.column"`` text), since
+those tables live on :data:`pki.store.metadata`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from audit.store import NAMING_CONVENTION
+from pki.store import pki_credentials, pki_units
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+DOCUMENT_ID_LENGTH = 26
+"""Characters of a document's public id (128 random bits in Crockford base32)."""
+
+MAX_TYPE = 16
+MAX_SERVICE = 64
+MAX_PERSON_ID = 32
+MAX_TITLE = 256
+MAX_SYMBOL = 64
+MAX_IDEMPOTENCY_KEY = 128
+MAX_SCOPE = 300
+"""An operation name, ``:`` and an actor id of at most 256 characters."""
+
+
+class DocumentStatus(enum.Enum):
+    DRAFT = "draft"
+    """Uploaded, not signed yet."""
+    SIGNED = "signed"
+    """Signed by the competent officer, waiting for the agency seal."""
+    ISSUED = "issued"
+    """Sealed by the clerk, numbered and issued: final."""
+
+
+class RevisionKind(enum.Enum):
+    DRAFT = "draft"
+    SIGNED = "signed"
+    SEALED = "sealed"
+
+
+def _values(kind: type[enum.Enum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in kind)
+
+
+documents = Table(
+    "documents",
+    metadata,
+    Column(
+        "id",
+        String(DOCUMENT_ID_LENGTH),
+        primary_key=True,
+        comment="public, random and stable: part of the verification URL <public_url>/v/<id>",
+    ),
+    Column("document_type", String(MAX_TYPE), nullable=False, comment="form code, e.g. CT07"),
+    Column("unit_id", _Id, ForeignKey(pki_units.c.id), nullable=False),
+    Column("service", String(MAX_SERVICE), nullable=False, comment="requesting service"),
+    Column(
+        "subject_person_id",
+        String(MAX_PERSON_ID),
+        nullable=False,
+        comment="whom the document is about (citizen id number)",
+    ),
+    Column("title", String(MAX_TITLE), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("symbol", String(MAX_SYMBOL), nullable=False, comment="ký hiệu, e.g. XN-CAP-BT"),
+    Column("year", Integer, nullable=True, comment="year of issue in +07:00; null until issued"),
+    Column(
+        "number", Integer, nullable=True, comment="số, 1.. per unit and year; null until issued"
+    ),
+    Column("issued_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("officer_credential_id", _Id, ForeignKey(pki_credentials.c.id), nullable=True),
+    Column("seal_credential_id", _Id, ForeignKey(pki_credentials.c.id), nullable=True),
+    CheckConstraint(f"status IN ({_values(DocumentStatus)})", name="status"),
+    CheckConstraint(
+        "(status = 'issued') = (number IS NOT NULL AND year IS NOT NULL "
+        "AND issued_at IS NOT NULL AND seal_credential_id IS NOT NULL)",
+        name="issued_has_number",
+    ),
+    CheckConstraint("number IS NULL OR number >= 1", name="number_positive"),
+    # The counter makes numbers gap-free; this makes a duplicate impossible whatever happens.
+    UniqueConstraint("unit_id", "year", "number"),
+    comment="Documents issued through the officer → clerk-seal → issue workflow.",
+)
+
+document_revisions = Table(
+    "document_revisions",
+    metadata,
+    Column("document_id", String(DOCUMENT_ID_LENGTH), nullable=False),
+    Column("revision", Integer, nullable=False, comment="0 (draft), 1 (signed), 2 (sealed)"),
+    Column("kind", String(16), nullable=False),
+    Column("sha256", String(64), nullable=False, comment="name of the blob with the PDF"),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("credential_id", _Id, ForeignKey(pki_credentials.c.id), nullable=True),
+    PrimaryKeyConstraint("document_id", "revision"),
+    ForeignKeyConstraint(["document_id"], ["documents.id"]),
+    CheckConstraint(f"kind IN ({_values(RevisionKind)})", name="kind"),
+    CheckConstraint("revision >= 0", name="revision_not_negative"),
+    CheckConstraint("size >= 0", name="size_not_negative"),
+    comment="Every version of a document's PDF, oldest first; rows are only added.",
+)
+
+document_counters = Table(
+    "document_counters",
+    metadata,
+    Column("unit_id", _Id, ForeignKey(pki_units.c.id), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("last_number", Integer, nullable=False),
+    PrimaryKeyConstraint("unit_id", "year"),
+    CheckConstraint("last_number >= 0", name="last_number_not_negative"),
+    comment="The last number issued per unit and year, taken in the issuing transaction.",
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(MAX_SCOPE), nullable=False, comment="operation and actor id"),
+    Column("key", String(MAX_IDEMPOTENCY_KEY), nullable=False),
+    Column("fingerprint", String(64), nullable=False, comment="SHA-256 of the request"),
+    Column("document_id", String(DOCUMENT_ID_LENGTH), nullable=False),
+    Column("revision", Integer, nullable=False, comment="the revision the request produced"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("scope", "key"),
+    ForeignKeyConstraint(["document_id"], ["documents.id"]),
+    comment="Requests made with an idempotency key and what they produced.",
+)
+
+
+class StampImageKind(enum.Enum):
+    OFFICER = "officer"
+    """An officer's handwritten signature (transparent PNG, blue ink); owner: a person."""
+    SEAL = "seal"
+    """A unit's red seal (transparent PNG at a known DPI); owner: a unit."""
+
+
+stamp_images = Table(
+    "stamp_images",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("owner_id", _Id, nullable=False, comment="pki_people.id or pki_units.id, by kind"),
+    Column("sha256", String(64), nullable=False, comment="name of the blob with the PNG"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("kind", "owner_id"),
+    CheckConstraint(f"kind IN ({_values(StampImageKind)})", name="kind"),
+    comment="The current signature image of each officer and seal image of each unit.",
+)
