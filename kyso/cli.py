@@ -8,11 +8,14 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import math
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -22,11 +25,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditError, merkle
-from audit.events import Actor
+from audit.events import Action, Actor, AuditEvent, DetailValue, Outcome, Subject
 from audit.log import AuditLog
 from audit.note import NoteVerifier
 from audit.verify import VerificationReport, export, verify_export
@@ -42,17 +47,33 @@ from hsm import (
 from kyso import __version__, db
 from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
+from kyso.authorisation import authorise_signing
 from kyso.demo import create_demo
-from kyso.errors import KysoError
-from kyso.pki_service import CA_BY_NAME, add_trust_anchor, make_authority, open_trust_store
+from kyso.errors import KysoError, StorageError
+from kyso.pki_service import (
+    CA_BY_NAME,
+    PkiServices,
+    add_trust_anchor,
+    make_authority,
+    open_trust_store,
+)
 from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
+from kyso.signing import SigningServices, make_signing
 from kyso.tables import hsm_keys
 from pki.authority import Authority, Credential, Person, Unit
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
 from pki.errors import PkiError
 from pki.store import CredentialKind, PersonRole, UnitKind
+from signer.documents import VIETNAM_TIME, Document, DraftMetadata, inspect_pdf
+from signer.errors import SignerError, WrongCredentialError
+from signer.issuing import OFFICER_FIELD, SEAL_FIELD
+from signer.pades import Level
+from signer.placement import AnchorPlacement, FieldPlacement, Placement, Rect, RectPlacement
+from signer.placement import Document as PlacementDocument
+from signer.stamps import MAX_PNG_BYTES, attachment_signature, officer_signature, seal_signature
+from signer.store import StampImageKind
 
 app = typer.Typer(
     help="Kyso (ký số): HSM-backed signing, PKI, verification and audit core.",
@@ -950,10 +971,740 @@ def pki_trust_list(as_json: JsonOption = False) -> None:
         )
 
 
+# -- signing: one-shot signatures, batches, seals, the document registry --------------------
+
+MAX_BATCH_FILES = 1000
+"""Most PDFs one ``kyso sign --batch`` takes (the REST batches' bound too)."""
+
+MAX_RECT_OPTION = 200
+"""Longest ``--rect`` text accepted."""
+
+issue_app = typer.Typer(
+    help="The document registry: upload a draft, officer signature, seal and issue.",
+    no_args_is_help=True,
+)
+app.add_typer(issue_app, name="issue")
+
+
+class FileAccessError(KysoError):
+    """An input file cannot be read or an output file cannot be written."""
+
+    code = "kyso.file"
+
+
+class OutputExistsError(KysoError):
+    """The output file exists and ``--force`` was not given."""
+
+    code = "kyso.output_exists"
+
+
+class SigningOptionError(KysoError):
+    """Options of a signing command that do not go together (placement, batch, visibility)."""
+
+    code = "kyso.bad_option"
+
+
+class BatchTooLargeError(KysoError):
+    """The batch folder holds more PDFs than one batch takes."""
+
+    code = "kyso.batch_too_large"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SigningSession:
+    """What a signing command works with, open for the length of the command."""
+
+    signing: SigningServices
+    """The signing service, the document registry and the stamp images."""
+
+    authority: Authority
+    """Kyso's authority: credentials, their PINs and status, units and people."""
+
+    engine: Engine
+    """The database, for the audit events of one-shot signatures."""
+
+
+@contextmanager
+def open_signing() -> Iterator[SigningSession]:
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            authority = make_authority(current, engine, pool)
+            signing = make_signing(current, engine, pool, PkiServices(authority, current))
+            yield SigningSession(signing=signing, authority=authority, engine=engine)
+    finally:
+        engine.dispose()
+
+
+def signing_actor(role: str) -> Actor:
+    """Who signs from the command line: the operating-system account, in the role of the
+    step (``officer`` signs, ``clerk`` seals)."""
+    return Actor(id=f"cli:{getpass.getuser()}", role=role)
+
+
+def read_limited(path: Path, limit: int, *, what: str) -> bytes:
+    """At most ``limit + 1`` bytes of ``path``: one more than allowed, so that the checks
+    after it can name the limit without the whole file being read."""
+    try:
+        with path.open("rb") as source:
+            return source.read(limit + 1)
+    except OSError as ex:
+        raise FileAccessError(f"cannot read the {what} {path}: {ex.strerror}") from None
+
+
+def write_output(path: Path, data: bytes, *, force: bool) -> None:
+    """Write ``path`` whole or not at all: a temporary file in the same folder, synced, then
+    renamed over it (``force``) or hard-linked to it, which fails if it exists — so a file
+    that appeared after the first check is never overwritten either."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".part"
+        )
+    except OSError as ex:
+        raise FileAccessError(f"cannot write into {path.parent}: {ex.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # mkstemp makes 0600; a PDF is an ordinary file
+        if force:
+            os.replace(temporary, path)
+            return
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            raise OutputExistsError(f"{path} exists; pass --force to replace it") from None
+        except OSError:
+            # No hard links on this file system: check, then rename (a narrow race).
+            if path.exists():
+                raise OutputExistsError(f"{path} exists; pass --force to replace it") from None
+            os.replace(temporary, path)
+    except OSError as ex:
+        raise FileAccessError(f"cannot write {path}: {ex.strerror}") from None
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def refuse_existing(path: Path, *, force: bool) -> None:
+    """Fail before any signing when the output exists (``write_output`` checks again)."""
+    if not force and path.exists():
+        raise OutputExistsError(f"{path} exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise FileAccessError(f"the folder of {path} does not exist")
+
+
+def parse_rect(text: str) -> Rect:
+    parts = text.split(",") if len(text) <= MAX_RECT_OPTION else []
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise SigningOptionError(
+            f"--rect must be four numbers x1,y1,x2,y2 in points, got {text[:60]!r}"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+def placement_from_options(
+    field: str | None, page: int | None, rect: str | None, anchor: str | None
+) -> Placement | None:
+    """``--field``, ``--page`` with ``--rect``, or ``--anchor`` (optionally with ``--page``);
+    None when none is given."""
+    if sum(x is not None for x in (field, rect, anchor)) > 1:
+        raise SigningOptionError("give only one of --field, --page with --rect, or --anchor")
+    if field is not None:
+        if page is not None:
+            raise SigningOptionError("--page goes with --rect or --anchor, not --field")
+        return FieldPlacement(name=field)
+    if rect is not None:
+        if page is None:
+            raise SigningOptionError("--rect needs --page (1-based)")
+        return RectPlacement(page=page, rect=parse_rect(rect))
+    if anchor is not None:
+        return AnchorPlacement(text=anchor, page=page)
+    if page is not None:
+        raise SigningOptionError("--page goes with --rect or --anchor")
+    return None
+
+
+FieldOption = Annotated[
+    str | None, typer.Option("--field", help="Sign into this existing empty signature field.")
+]
+PageOption = Annotated[
+    int | None,
+    typer.Option(
+        "--page",
+        min=1,
+        max=100_000,
+        help="Page (1-based) of --rect, or the page --anchor searches.",
+    ),
+]
+RectOption = Annotated[
+    str | None,
+    typer.Option("--rect", metavar="X1,Y1,X2,Y2", help="New field at this rectangle (points)."),
+]
+AnchorOption = Annotated[
+    str | None,
+    typer.Option("--anchor", help="New field below this text, e.g. the signer's title line."),
+]
+CredentialOption = Annotated[
+    int, typer.Option("--credential", min=1, max=2**62, help="Signing credential id.")
+]
+LevelOption = Annotated[
+    Level | None,
+    typer.Option("--level", help="PAdES baseline level (default KYSO_SIGNING_LEVEL)."),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
+IdempotencyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Repeating the command with the same key returns the first result and signs "
+        "nothing again.",
+    ),
+]
+DocumentArg = Annotated[str, typer.Argument(help="Document id (26 characters).")]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignRequest:
+    """One ``kyso sign`` as its options state it, applied to each input PDF."""
+
+    credential_id: int
+    """The credential that signs."""
+
+    level: Level
+    """PAdES baseline level."""
+
+    visible: bool
+    """Whether the officer's signature image is drawn."""
+
+    placement: Placement | None
+    """Where the visible signature goes; None for the default place (the template's
+    officer field, else below the officer's position title)."""
+
+    certify: bool
+    """Certification signature (DocMDP P=2): only form filling and signatures may follow."""
+
+
+def sign_document(session: SigningSession, pdf: bytes, request: SignRequest) -> bytes:
+    """``pdf`` signed as ``request`` says, with its ``document.signed`` event committed.
+    The caller has authorised the credential."""
+    current = session.signing.settings
+    inspect_pdf(pdf, max_size=current.signing_max_bytes, max_pages=current.signing_max_pages)
+    service = session.signing.service
+    credential = service.credential(request.credential_id, level=request.level)
+    appearance = None
+    if request.visible:
+        if credential.person_id is None:
+            raise WrongCredentialError(
+                f"credential {credential.id} is not an officer's: a visible signature shows "
+                "an officer's signature image (seal with 'kyso seal')"
+            )
+        person = session.authority.person(credential.person_id)
+        placement = request.placement or default_officer_placement(pdf, person.position)
+        appearance = officer_signature(
+            pdf,
+            placement,
+            signature_png=session.signing.images.get(StampImageKind.OFFICER, person.id),
+            officer_name=person.full_name,
+            field_name=placement.name if isinstance(placement, FieldPlacement) else OFFICER_FIELD,
+            reserve_seal_field=SEAL_FIELD if request.certify else None,
+        )
+    signed = service.sign(
+        pdf,
+        credential.id,
+        level=request.level,
+        field_name=free_field_name(pdf) if appearance is None else appearance.field_name,
+        appearance=appearance,
+        certify=request.certify,
+    )
+    record_signature(
+        session.engine,
+        Action.DOCUMENT_SIGNED,
+        signing_actor("officer"),
+        credential,
+        signed,
+        level=request.level,
+        input_sha256=hashlib.sha256(pdf).hexdigest(),
+        certified=request.certify,
+    )
+    return signed
+
+
+def default_officer_placement(pdf: bytes, position: str) -> Placement:
+    """As the registry places the officer: the template's empty officer field if the PDF
+    has one, else below the officer's position title (e.g. "TRƯỞNG CÔNG AN PHƯỜNG")."""
+    if PlacementDocument(pdf).has_field(OFFICER_FIELD):
+        return FieldPlacement(name=OFFICER_FIELD)
+    return AnchorPlacement(text=position.upper())
+
+
+def free_field_name(pdf: bytes) -> str:
+    """``Signature1``, or the first ``SignatureN`` the PDF does not have yet (an invisible
+    signature on an already signed PDF)."""
+    document = PlacementDocument(pdf)
+    number = 1
+    while document.has_field(f"Signature{number}"):
+        number += 1
+    return f"Signature{number}"
+
+
+def record_signature(
+    engine: Engine,
+    action: Action,
+    actor: Actor,
+    credential: Credential,
+    signed: bytes,
+    **details: DetailValue,
+) -> None:
+    """Commit the audit event of a one-shot signature; only then is the PDF written out."""
+    event = AuditEvent(
+        time=datetime.now(UTC),
+        action=action,
+        actor=actor,
+        outcome=Outcome(success=True),
+        subject=Subject(
+            document_sha256=hashlib.sha256(signed).hexdigest(),
+            certificate_serial=credential.serial,
+            key_id=credential.key_id,
+        ),
+        details={"credential_id": credential.id, **details},
+    )
+    try:
+        with engine.begin() as connection:
+            AuditLog.append(connection, event)
+    except SQLAlchemyError as ex:
+        # Not committed, so the signed PDF is not written either: nothing unaudited leaves.
+        raise StorageError(
+            f"the audit event of the signature could not be committed ({type(ex).__name__}); "
+            "nothing was written"
+        ) from ex
+
+
+def authorised(
+    session: SigningSession, credential_id: int, pin_file: Path | None, role: str
+) -> None:
+    """The one authorisation step, with the PIN from ``--pin-file``, ``KYSO_PIN`` or a prompt."""
+    pin = read_pin(pin_file, prompt=f"PIN of credential {credential_id}", confirm=False)
+    authorise_signing(
+        session.authority, credential_id=credential_id, pin=pin, actor=signing_actor(role)
+    )
+
+
+@app.command("sign")
+def sign_command(
+    source: Annotated[
+        Path, typer.Argument(metavar="IN", help="The PDF to sign (with --batch: a folder).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="Signed PDF to write (with --batch: a folder)."),
+    ],
+    credential: CredentialOption,
+    level: LevelOption = None,
+    visible: Annotated[
+        bool | None,
+        typer.Option(
+            "--visible/--invisible",
+            help="Draw the officer's signature image (default: visible when a place is given).",
+        ),
+    ] = None,
+    field: FieldOption = None,
+    page: PageOption = None,
+    rect: RectOption = None,
+    anchor: AnchorOption = None,
+    certify: Annotated[
+        bool, typer.Option("--certify", help="Certify (DocMDP P=2) and reserve the seal field.")
+    ] = False,
+    batch: Annotated[
+        bool, typer.Option("--batch", help=f"Sign every *.pdf of IN (at most {MAX_BATCH_FILES}).")
+    ] = False,
+    force: ForceOption = False,
+    pin_file: PinFileOption = None,
+) -> None:
+    """Sign a PDF (PAdES) with a credential on the HSM; with --batch, every PDF of a folder."""
+    placement = placement_from_options(field, page, rect, anchor)
+    if visible is False and placement is not None:
+        raise SigningOptionError("--invisible takes no --field, --rect or --anchor")
+    request = SignRequest(
+        credential_id=credential,
+        level=level or settings().signing_level,
+        visible=placement is not None if visible is None else visible,
+        placement=placement,
+        certify=certify,
+    )
+    if batch:
+        failed = sign_batch(source, out, request, force=force, pin_file=pin_file)
+        if failed:
+            raise typer.Exit(1)
+        return
+    if source.is_dir():
+        raise SigningOptionError(f"{source} is a folder; pass --batch to sign the PDFs in it")
+    refuse_existing(out, force=force)
+    limit = settings().signing_max_bytes
+    pdf = read_limited(source, limit, what="PDF")
+    with open_signing() as session:
+        authorised(session, credential, pin_file, "officer")
+        signed = sign_document(session, pdf, request)
+    write_output(out, signed, force=force)
+    typer.echo(
+        f"signed {out} (credential {credential}, PAdES {request.level}, "
+        f"SHA-256 {hashlib.sha256(signed).hexdigest()})"
+    )
+
+
+def batch_inputs(source: Path, out: Path) -> list[Path]:
+    """The PDFs of a batch folder, by name; refuses more than :data:`MAX_BATCH_FILES`."""
+    if not source.is_dir():
+        raise FileAccessError(f"{source} is not a folder")
+    if out.exists() and not out.is_dir():
+        raise FileAccessError(f"{out} is not a folder")
+    if out.exists() and out.resolve() == source.resolve():
+        raise SigningOptionError("the output folder must not be the input folder")
+    found: list[Path] = []
+    try:
+        for entry in source.iterdir():
+            if entry.suffix.lower() == ".pdf" and entry.is_file():
+                found.append(entry)
+                if len(found) > MAX_BATCH_FILES:
+                    raise BatchTooLargeError(
+                        f"{source} holds more than {MAX_BATCH_FILES} PDFs; split the batch"
+                    )
+    except OSError as ex:
+        raise FileAccessError(f"cannot list {source}: {ex.strerror}") from None
+    return sorted(found, key=lambda p: p.name)
+
+
+def sign_batch(
+    source: Path, out: Path, request: SignRequest, *, force: bool, pin_file: Path | None
+) -> int:
+    """Sign every PDF of ``source`` into ``out`` (same names); returns how many failed.
+
+    A PDF whose output already exists is skipped (unless ``force``), so a batch that was
+    interrupted signs nothing twice when it is run again: outputs are written whole or not
+    at all. The PIN is asked and checked once. A document's own problem (not a PDF, a
+    placement that does not fit) fails that document only; anything else — the HSM, the
+    credential, the database — stops the batch, and the rest is left for a re-run.
+    """
+    inputs = batch_inputs(source, out)
+    present = set() if force else {p for p in inputs if (out / p.name).exists()}
+    pending = [p for p in inputs if p not in present]
+    skipped = len(present)
+    for path in inputs:
+        if path in present:
+            typer.echo(f"skipped {path.name}: already in {out}")
+    if not pending:
+        typer.echo(f"nothing to sign: {len(inputs)} PDF(s), all already in {out}")
+        return 0
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise FileAccessError(f"cannot create {out}: {ex.strerror}") from None
+    limit = settings().signing_max_bytes
+    signed = failed = 0
+    stopped: str | None = None
+    console = Console(stderr=True)
+    # Result lines go above the live bar when both streams are this terminal; otherwise to
+    # standard output, where scripts read them.
+    above_bar = console.is_terminal and sys.stdout.isatty()
+    with open_signing() as session:
+        authorised(session, request.credential_id, pin_file, "officer")
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        ) as progress:
+
+            def report(line: str) -> None:
+                if above_bar:
+                    progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                else:
+                    typer.echo(line)
+
+            task = progress.add_task("signing", total=len(pending))
+            for path in pending:
+                progress.update(task, description=path.name[:40])
+                try:
+                    pdf = read_limited(path, limit, what="PDF")
+                    write_output(out / path.name, sign_document(session, pdf, request), force=force)
+                except (SignerError, FileAccessError, OutputExistsError) as ex:
+                    failed += 1
+                    report(f"FAILED {path.name}: {ex.diagnostics()}")
+                except (HsmError, PkiError, KysoError, AuditError) as ex:
+                    failed += 1
+                    report(f"FAILED {path.name}: {ex.diagnostics()}")
+                    stopped = ex.code
+                    break
+                else:
+                    signed += 1
+                    report(f"signed {path.name}")
+                progress.advance(task)
+    not_attempted = len(pending) - signed - failed
+    summary = (
+        f"{signed} signed, {skipped} already present, {failed} failed"
+        f" of {len(inputs)} PDF(s) into {out}"
+    )
+    if stopped is not None:
+        summary += f"; stopped [{stopped}], {not_attempted} not attempted (run again to continue)"
+    typer.echo(summary)
+    return failed
+
+
+@app.command("seal")
+def seal_command(
+    source: Annotated[Path, typer.Argument(metavar="IN", help="The officer-signed PDF.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Sealed PDF to write.")],
+    credential: CredentialOption,
+    number: Annotated[
+        str | None,
+        typer.Option("--number", help="Number/symbol printed on the stamp, e.g. 12/XN-CAP-BT."),
+    ] = None,
+    attachment: Annotated[
+        bool,
+        typer.Option(
+            "--attachment",
+            help="Corner stamp of an attachment in a separate file (needs --number).",
+        ),
+    ] = False,
+    verify_url: Annotated[
+        str | None,
+        typer.Option(
+            "--verify-url", help="Link of the QR code (default: the public verification page)."
+        ),
+    ] = None,
+    level: LevelOption = None,
+    force: ForceOption = False,
+    pin_file: PinFileOption = None,
+) -> None:
+    """The agency seal signature over an officer-signed PDF outside the registry, or with
+    --attachment the agency signature of an attachment."""
+    if attachment and number is None:
+        raise SigningOptionError("--attachment needs --number (the main document's number)")
+    if attachment and verify_url is not None:
+        raise SigningOptionError("an attachment's stamp has no QR code; drop --verify-url")
+    refuse_existing(out, force=force)
+    current = settings()
+    chosen: Level = level or current.signing_level
+    pdf = read_limited(source, current.signing_max_bytes, what="PDF")
+    with open_signing() as session:
+        authorised(session, credential, pin_file, "clerk")
+        inspect_pdf(pdf, max_size=current.signing_max_bytes, max_pages=current.signing_max_pages)
+        sealing = session.signing.service.credential(credential, level=chosen)
+        if sealing.unit_id is None or sealing.person_id is not None:
+            raise WrongCredentialError(f"credential {credential} is not a unit's seal")
+        unit = session.authority.unit(sealing.unit_id)
+        signed_at = datetime.now(VIETNAM_TIME).replace(microsecond=0)
+        if attachment:
+            assert number is not None
+            appearance = attachment_signature(
+                pdf, number=number, signed_at=signed_at, field_name=SEAL_FIELD
+            )
+        else:
+            appearance = seal_signature(
+                pdf,
+                officer_field=OFFICER_FIELD,
+                seal_png=session.signing.images.get(StampImageKind.SEAL, unit.id),
+                agency_name=unit.name,
+                signed_at=signed_at,
+                verify_url=verify_url or f"{current.base_url}/v",
+                field_name=SEAL_FIELD,
+                number=number,
+            )
+        signed = session.signing.service.sign(
+            pdf, credential, level=chosen, appearance=appearance, reason="Đóng dấu"
+        )
+        record_signature(
+            session.engine,
+            Action.DOCUMENT_SEALED,
+            signing_actor("clerk"),
+            sealing,
+            signed,
+            level=chosen,
+            input_sha256=hashlib.sha256(pdf).hexdigest(),
+            number=number,
+            attachment=attachment,
+        )
+    write_output(out, signed, force=force)
+    typer.echo(
+        f"sealed {out} (credential {credential}, PAdES {chosen}, "
+        f"SHA-256 {hashlib.sha256(signed).hexdigest()})"
+    )
+
+
+def _document_lines(document: Document) -> list[str]:
+    lines = [
+        f"document {document.id}\t{document.status.value}\t{document.document_type}\t"
+        f"unit {document.unit_id}\t{document.title}",
+        f"  number: {document.number_text or '-'}\tissued: "
+        f"{document.issued_at.isoformat() if document.issued_at else '-'}",
+        f"  verify: {document.verify_url}",
+    ]
+    lines += [
+        f"  revision {r.revision}\t{r.kind.value}\t{r.sha256}\t{r.size} bytes\t"
+        f"{r.created_at.isoformat()}\tcredential {r.credential_id or '-'}"
+        for r in document.revisions
+    ]
+    return lines
+
+
+def _show_document(document: Document, *, as_json: bool) -> None:
+    if as_json:
+        echo_json(document.as_dict())
+        return
+    for line in _document_lines(document):
+        typer.echo(line)
+
+
+@issue_app.command("upload")
+def issue_upload(
+    source: Annotated[Path, typer.Argument(metavar="IN", help="The draft PDF.")],
+    document_type: Annotated[str, typer.Option("--type", help="Form code, e.g. CT07.")],
+    unit: Annotated[int, typer.Option("--unit", min=1, max=2**62, help="Issuing unit id.")],
+    service: Annotated[str, typer.Option("--service", help="Requesting service, e.g. residence.")],
+    subject: Annotated[
+        str, typer.Option("--subject", help="Whom the document is about (CCCD number).")
+    ],
+    title: Annotated[str | None, typer.Option("--title", help="Title (default: the type's).")] = (
+        None
+    ),
+    idempotency_key: IdempotencyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a draft PDF; prints the document id."""
+    meta = DraftMetadata(
+        document_type=document_type,
+        unit_id=unit,
+        service=service,
+        subject_person_id=subject,
+        title=title,
+    )
+    pdf = read_limited(source, settings().signing_max_bytes, what="PDF")
+    with open_signing() as session:
+        document = session.signing.registry.upload(
+            pdf, meta, cli_actor(), idempotency_key=idempotency_key
+        )
+    if as_json:
+        echo_json(document.as_dict())
+    else:
+        typer.echo(document.id)
+
+
+@issue_app.command("sign")
+def issue_sign(
+    document_id: DocumentArg,
+    credential: CredentialOption,
+    field: FieldOption = None,
+    page: PageOption = None,
+    rect: RectOption = None,
+    anchor: AnchorOption = None,
+    idempotency_key: IdempotencyOption = None,
+    pin_file: PinFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The competent officer signs the draft (visible, certifying, at KYSO_SIGNING_LEVEL)."""
+    placement = placement_from_options(field, page, rect, anchor)
+    with open_signing() as session:
+        authorised(session, credential, pin_file, "officer")
+        document = session.signing.registry.sign(
+            document_id,
+            credential,
+            signing_actor("officer"),
+            idempotency_key=idempotency_key,
+            placement=placement,
+        )
+    _show_document(document, as_json=as_json)
+
+
+@issue_app.command("seal")
+def issue_seal(
+    document_id: DocumentArg,
+    credential: CredentialOption,
+    idempotency_key: IdempotencyOption = None,
+    pin_file: PinFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The clerk seals the officer-signed document with the unit's seal; it is issued."""
+    with open_signing() as session:
+        authorised(session, credential, pin_file, "clerk")
+        document = session.signing.registry.seal(
+            document_id, credential, signing_actor("clerk"), idempotency_key=idempotency_key
+        )
+    _show_document(document, as_json=as_json)
+
+
+@issue_app.command("show")
+def issue_show(document_id: DocumentArg, as_json: JsonOption = False) -> None:
+    """A document's status, number and revisions with their SHA-256."""
+    with open_signing() as session:
+        document = session.signing.registry.document(document_id)
+    _show_document(document, as_json=as_json)
+
+
+@issue_app.command("pdf")
+def issue_pdf(
+    document_id: DocumentArg,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the PDF.")],
+    revision: Annotated[
+        int | None, typer.Option("--revision", min=0, max=1000, help="Revision (default latest).")
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Write a revision of a document's PDF (checked against its SHA-256)."""
+    refuse_existing(out, force=force)
+    with open_signing() as session:
+        pdf = session.signing.registry.pdf(document_id, revision)
+    write_output(out, pdf, force=force)
+    typer.echo(f"wrote {out} ({len(pdf)} bytes, SHA-256 {hashlib.sha256(pdf).hexdigest()})")
+
+
+def _set_stamp_image(kind: StampImageKind, owner_id: int, file: Path) -> str:
+    png = read_limited(file, MAX_PNG_BYTES, what="image")
+    with open_signing() as session:
+        # Unknown owners are refused here: the image table has no foreign key to them.
+        if kind is StampImageKind.OFFICER:
+            session.authority.person(owner_id)
+        else:
+            session.authority.unit(owner_id)
+        return session.signing.images.set(kind, owner_id, png, cli_actor())
+
+
+@officer_app.command("signature-image")
+def officer_signature_image(
+    person_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Person id.")],
+    file: Annotated[Path, typer.Argument(help="Transparent PNG of the handwritten signature.")],
+) -> None:
+    """Set the officer's signature image drawn in visible signatures (audited)."""
+    sha256 = _set_stamp_image(StampImageKind.OFFICER, person_id, file)
+    typer.echo(f"signature image of person {person_id}: SHA-256 {sha256}")
+
+
+@unit_app.command("seal-image")
+def unit_seal_image(
+    unit_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Unit id.")],
+    file: Annotated[Path, typer.Argument(help="The red seal, PNG with its DPI for real size.")],
+) -> None:
+    """Set the unit's seal image drawn in seal signatures (audited)."""
+    sha256 = _set_stamp_image(StampImageKind.SEAL, unit_id, file)
+    typer.echo(f"seal image of unit {unit_id}: SHA-256 {sha256}")
+
+
 def _run_guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except (HsmError, KysoError, AuditError, PkiError) as ex:
+    except (HsmError, KysoError, AuditError, PkiError, SignerError) as ex:
         if state.debug:
             traceback.print_exc()
         typer.echo(f"error: {ex.diagnostics()}", err=True)
