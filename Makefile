@@ -36,6 +36,7 @@ bench: setup postgres
 	$(BIN)/python -m bench.hsm_bench
 	$(BIN)/python -m bench.audit_bench
 	$(BIN)/python -m bench.pki_bench
+	$(BIN)/python -m bench.tsa_bench
 	$(BIN)/python -m bench.signer_bench
 	$(BIN)/python -m bench.size_bench
 

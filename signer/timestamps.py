@@ -49,7 +49,9 @@ _VERSION_1 = bytes((_INTEGER, 1, 1))
 _CERT_REQ = bytes((_BOOLEAN, 1, 0xFF))
 # TimeStampReq ::= SEQUENCE { version, messageImprint, nonce, certReq TRUE }: every part of
 # a fixed length, so the whole request is too.
-_REQUEST_LENGTH = len(_VERSION_1 + _IMPRINT_HEAD + _NONCE_HEAD + _CERT_REQ) + _DIGEST_SIZE
+_REQUEST_LENGTH = (
+    len(_VERSION_1 + _IMPRINT_HEAD + _NONCE_HEAD + _CERT_REQ) + _DIGEST_SIZE + _NONCE_SIZE
+)
 _REQUEST_HEAD = bytes((_SEQUENCE, _REQUEST_LENGTH)) + _VERSION_1
 
 

@@ -11,12 +11,12 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asn1crypto import core, tsp
+from asn1crypto import algos, cms, core, keys, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -24,7 +24,8 @@ from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 from pyhanko.sign.validation.status import TimestampSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
-from hsm import BlockingSessionPool, KeySpec
+from bench.tsa_bench import Asn1cryptoTokens, parsed_request
+from hsm import BlockingSessionPool, HashAlg, KeySpec
 from pki.errors import InvalidInputError
 from pki.keysource import X509Signer
 from pki.signing import HsmX509Signer
@@ -365,3 +366,143 @@ def test_configuration_errors(setup: Setup) -> None:
     for message, changes in cases.items():
         with pytest.raises(InvalidInputError, match=message):
             replace(setup.tsa, **changes)
+
+
+# -- the hand-encoded tokens against the asn1crypto construction --------------------------
+
+
+class _RememberingSigner:
+    """Signs each distinct input once and answers the same signature ever after: the
+    reference construction, given the bytes the TSA signed, gets the TSA's (randomised
+    ECDSA) signature back, so whole responses compare byte for byte — and it gets another
+    signature, and a different response, if it signs anything else."""
+
+    def __init__(self, signer: X509Signer) -> None:
+        self._signer = signer
+        self._signed: dict[bytes, bytes] = {}
+
+    @property
+    def algorithm(self) -> algos.SignedDigestAlgorithm:
+        return self._signer.algorithm
+
+    @property
+    def public_key(self) -> keys.PublicKeyInfo:
+        return self._signer.public_key
+
+    @property
+    def key_id(self) -> bytes:
+        return self._signer.key_id
+
+    def sign(self, data: bytes) -> bytes:
+        if data not in self._signed:
+            self._signed[data] = self._signer.sign(data)
+        return self._signed[data]
+
+
+NONCES = (None, (1 << 62) | 12345, 0, 128, -128, -129, (1 << (8 * MAX_NONCE_BYTES - 1)) - 1)
+SERIALS = (1, 127, 128, 255, 256, 1 << 64, (1 << 159) + 12345, (1 << 160) - 1)
+GEN_TIMES = (
+    GEN_TIME,  # .678
+    GEN_TIME.replace(microsecond=500_000),  # .5: DER drops the trailing zeros
+    GEN_TIME.replace(microsecond=120_999),  # .12
+    GEN_TIME.replace(microsecond=999),  # under a millisecond: no fraction at all
+    GEN_TIME.replace(microsecond=0),
+    datetime(2025, 1, 2, 10, 4, 5, 7000, tzinfo=timezone(timedelta(hours=7))),  # .007, in UTC
+)
+ACCURACIES = (
+    timedelta(seconds=1),
+    timedelta(seconds=2, microseconds=5007),
+    timedelta(milliseconds=500),
+    timedelta(microseconds=1),
+    timedelta(days=1),
+)
+# every request shape, the hash of its imprint tied to the other choices so that each
+# hash meets nonce, certReq and policy
+REQUEST_SHAPES = [
+    (hash_name, nonce, cert_req, policy)
+    for (nonce, cert_req, policy), hash_name in zip(
+        itertools.product(NONCES, (False, True), (None, POLICY, OTHER_POLICY)),
+        itertools.cycle(("sha256", "sha384", "sha512", "sha384", "sha512")),
+        strict=False,
+    )
+]
+SIGNERS = {
+    "ecdsa-p256-sha256": (KeySpec.EC_P256, HashAlg.SHA256, False),
+    "ecdsa-p384-sha384": (KeySpec.EC_P384, HashAlg.SHA384, False),
+    "rsa-pkcs1-sha256": (KeySpec.RSA_2048, HashAlg.SHA256, False),
+    "rsa-pss-sha512": (KeySpec.RSA_2048, HashAlg.SHA512, True),
+}
+
+
+def _shaped_request(hash_name: str, nonce: int | None, cert_req: bool, policy: str | None) -> bytes:
+    request: dict[str, object] = {
+        "version": "v1",
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": hash_name},
+            "hashed_message": hashlib.new(hash_name, repr(nonce).encode()).digest(),
+        },
+        "req_policy": policy,
+        "nonce": nonce,
+        "cert_req": cert_req,
+    }
+    der: bytes = tsp.TimeStampReq(request).dump()
+    return der
+
+
+@pytest.mark.parametrize(("key_spec", "hash_alg", "pss"), SIGNERS.values(), ids=SIGNERS.keys())
+def test_tokens_equal_the_asn1crypto_construction(
+    setup: Setup, hash_alg: HashAlg, pss: bool
+) -> None:
+    hsm_signer = setup.tsa.signer
+    assert isinstance(hsm_signer, HsmX509Signer)
+    signer = _RememberingSigner(replace(hsm_signer, hash_alg=hash_alg, pss=pss))
+    serials = itertools.cycle(SERIALS)
+    clock = itertools.cycle(GEN_TIMES)
+    accuracies = itertools.cycle(ACCURACIES)
+    tsa = reference = None
+    for index, shape in enumerate(REQUEST_SHAPES):
+        if index % 6 == 0:
+            tsa = replace(
+                setup.tsa,
+                signer=signer,
+                accuracy=next(accuracies),
+                serials=lambda: next(serials),
+                clock=lambda: next(clock),
+            )
+            reference = Asn1cryptoTokens(tsa)
+        assert tsa is not None
+        assert reference is not None
+        request = _shaped_request(*shape)
+        result = tsa.respond(request)
+        assert result.granted, (shape, result.failure)
+        assert result.serial is not None
+        assert result.gen_time is not None
+        expected = reference.grant(
+            parsed_request(request), serial=result.serial, gen_time=result.gen_time
+        )
+        assert result.der == expected, shape
+        # and DER by asn1crypto's own reading: re-encoding the per-token parts changes
+        # nothing (not the whole response: asn1crypto takes seconds over its certificates)
+        signed_data, _ = _token(result)
+        tst_der = signed_data["encap_content_info"]["content"].contents
+        assert tsp.TSTInfo.load(tst_der).dump(force=True) == tst_der
+        (signer_info,) = signed_data["signer_infos"]
+        assert cms.SignerInfo.load(signer_info.dump()).dump(force=True) == signer_info.dump()
+    assert len(signer._signed) == len(REQUEST_SHAPES)
+
+
+def test_serials_and_times_as_encoded(setup: Setup) -> None:
+    serials = iter(SERIALS)
+    clock = iter(GEN_TIMES)
+    tsa = replace(setup.tsa, serials=lambda: next(serials), clock=lambda: next(clock))
+    seen = [_token(tsa.respond(_request()))[1] for _ in GEN_TIMES]
+    assert [t["serial_number"].native for t in seen] == list(SERIALS[: len(GEN_TIMES)])
+    times = [t["gen_time"].contents for t in seen]
+    assert times == [
+        b"20250102030405.678Z",
+        b"20250102030405.5Z",
+        b"20250102030405.12Z",
+        b"20250102030405Z",
+        b"20250102030405Z",
+        b"20250102030405.007Z",
+    ]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, tsp
+from asn1crypto import cms, core, tsp
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -207,3 +208,78 @@ def test_unsigned_timestamp_token_parses_as_tst_info(
     tst_info = token["content"]["encap_content_info"]["content"].parsed
     assert isinstance(tst_info, tsp.TSTInfo)
     assert tst_info["message_imprint"]["hashed_message"].native == digest
+
+
+def _request_changed(change: Callable[[tsp.TimeStampReq], None]) -> Callable[[bytes], bytes]:
+    def rewrite(request: bytes) -> bytes:
+        parsed = tsp.TimeStampReq.load(request)
+        change(parsed)
+        changed: bytes = parsed.dump()
+        # one field changed; the others keep the timestamper's own encoding
+        sent, asked = tsp.TimeStampReq.load(request), tsp.TimeStampReq.load(changed)
+        assert sum(sent[name].dump() != asked[name].dump() for name in sent) == 1
+        return changed
+
+    return rewrite
+
+
+def _other_digest(request: tsp.TimeStampReq) -> None:
+    request["message_imprint"]["hashed_message"] = hashlib.sha256(b"another").digest()
+
+
+def _null_parameters(request: tsp.TimeStampReq) -> None:
+    request["message_imprint"]["hash_algorithm"]["parameters"] = core.Null()
+
+
+def _other_nonce(request: tsp.TimeStampReq) -> None:
+    request["nonce"] = request["nonce"].native + 1
+
+
+def _no_nonce(request: tsp.TimeStampReq) -> None:
+    request["nonce"] = None
+
+
+# id-ct-TSTInfo (1.2.840.113549.1.9.16.1.4), id-ct-receipt (…1.1): same length
+TST_INFO_OID, RECEIPT_OID = (bytes.fromhex(f"060b2a864886f70d01091001{n:02x}") for n in (4, 1))
+GRANTED = bytes.fromhex("3003020100")
+# (what the TSA is asked instead, how its answer is changed, the refusal)
+MISBEHAVIOURS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes], str]] = {
+    "imprint of another digest": (_request_changed(_other_digest), bytes, "does not answer"),
+    "imprint re-encoded": (_request_changed(_null_parameters), bytes, "does not answer"),
+    "another nonce": (_request_changed(_other_nonce), bytes, "does not answer"),
+    "nonce dropped": (_request_changed(_no_nonce), bytes, "does not answer"),
+    "status grantedWithMods": (
+        bytes, lambda der: der.replace(GRANTED, bytes.fromhex("3003020101"), 1), "does not answer"
+    ),
+    "not a TSTInfo": (
+        bytes, lambda der: der.replace(TST_INFO_OID, RECEIPT_OID, 1), "does not answer"
+    ),
+    "no token": (bytes, lambda der: der[:2] + GRANTED, "not a TimeStampResp"),
+    "trailing data": (bytes, lambda der: der + b"\x00", "not a TimeStampResp"),
+    "truncated": (bytes, lambda der: der[:-1], "not a TimeStampResp"),
+    "not DER": (bytes, lambda der: b"\x30\x80" + der[2:], "not a TimeStampResp"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ask", "answer", "refusal"), MISBEHAVIOURS.values(), ids=MISBEHAVIOURS.keys()
+)
+def test_answers_are_checked(
+    engine: Engine,
+    pool: BlockingSessionPool,
+    ask: Callable[[bytes], bytes],
+    answer: Callable[[bytes], bytes],
+    refusal: str,
+) -> None:
+    tsa = make_authority(engine, pool).timestamp_authority()
+    digest = hashlib.sha256(b"signature").digest()
+    assert TsaTimestamper(respond=tsa.respond)(digest)
+
+    def respond(request: bytes) -> TimestampResult:
+        result = tsa.respond(ask(request))
+        assert result.granted
+        return replace(result, der=answer(result.der))
+
+    with pytest.raises(TimestampFailedError, match=refusal) as raised:
+        TsaTimestamper(respond=respond)(digest)
+    assert raised.value.code == "signer.timestamp_failed"
