@@ -20,6 +20,7 @@ from hsm import BlockingSessionPool
 from pki.authority import Authority, Credential
 from pki.errors import CredentialUnusableError
 from signer.cms import SigningCredential, Timestamper
+from signer.errors import UnsupportedCredentialError
 from signer.ltv import ValidationData, collect_validation_data
 from signer.pades import MAX_DOCUMENT_SIZE, Level, sign_pdf
 from signer.stamps import VisibleSignature
@@ -48,17 +49,21 @@ class SigningService:
         timestamp_reserve: int | None = None,
         max_size: int = MAX_DOCUMENT_SIZE,
         rsa_pss: bool = False,
+        own_tsa: bool = True,
     ) -> None:
         """``timestamper`` serves levels B-T and above; without it only B-B can be
         produced. ``timestamp_reserve`` is the largest token in bytes; by default one token
         is measured when a credential is first prepared (:func:`signer.timestamps.
-        timestamp_reserve`). ``rsa_pss`` makes RSA credentials sign with RSASSA-PSS."""
+        timestamp_reserve`). ``rsa_pss`` makes RSA credentials sign with RSASSA-PSS.
+        ``own_tsa`` says the timestamper is Kyso's own TSA, whose certificate's status B-LT
+        embeds; with an external TSA only B-B and B-T can be produced."""
         self._authority = authority
         self._pool = pool
         self._timestamper = timestamper
         self._reserve = timestamp_reserve
         self._max_size = max_size
         self._rsa_pss = rsa_pss
+        self._own_tsa = own_tsa
         self._lock = threading.Lock()
         self._prepared: dict[int, _Prepared] = {}
 
@@ -101,6 +106,12 @@ class SigningService:
         )
 
     def _usable(self, credential_id: int, level: Level) -> _Prepared:
+        if level in ("B-LT", "B-LTA") and not self._own_tsa:
+            raise UnsupportedCredentialError(
+                f"PAdES {level} needs the status of the external TSA's certificate, which "
+                "Kyso cannot fetch yet; use B-T, or Kyso's own TSA",
+                code="signer.ltv_unavailable",
+            )
         generation = self._authority.status_generation()
         now = datetime.now(UTC)
         with self._lock:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,10 +153,12 @@ def _answered_token(response: bytes, imprint: bytes, nonce: bytes) -> bytes:
 
 @dataclass(frozen=True, kw_only=True)
 class TsaTimestamper:
-    """A :data:`~signer.cms.Timestamper` backed by a TSA called in process."""
+    """A :data:`~signer.cms.Timestamper` backed by a TSA: Kyso's own, called in process, or
+    an external one over HTTP (:func:`http_tsa`)."""
 
     respond: Callable[[bytes], TimestampResult]
-    """The TSA: :meth:`pki.tsa.TimeStampAuthority.respond` (``Authority.timestamp_authority``)."""
+    """The TSA: :meth:`pki.tsa.TimeStampAuthority.respond` (``Authority.timestamp_authority``)
+    or :func:`http_tsa`."""
 
     def __call__(self, digest: bytes) -> bytes:
         """The DER TimeStampToken (ContentInfo) over ``digest``, SHA-256 of a signature."""
@@ -168,6 +172,51 @@ class TsaTimestamper:
                 f"the TSA refused the timestamp request ({result.failure or 'no reason given'})"
             )
         return _answered_token(result.der, imprint, nonce)
+
+
+MAX_TSA_RESPONSE = 64 * 1024
+"""Largest answer read from an external TSA, in bytes."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the configured URL answers, or the request fails
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
+def http_tsa(
+    url: str, *, timeout: float = 10.0, max_bytes: int = MAX_TSA_RESPONSE
+) -> Callable[[bytes], TimestampResult]:
+    """An external RFC 3161 TSA over HTTP(S) (RFC 3161 §3.4: POST
+    ``application/timestamp-query``). The URL is the operator's configuration, never taken
+    from a document; the answer is bounded in size and time, and :class:`TsaTimestamper`
+    checks it like any other (granted, imprint and nonce echoed)."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the TSA URL must be http(s)")
+
+    def respond(request: bytes) -> TimestampResult:
+        post = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+            url,
+            data=request,
+            method="POST",
+            headers={"Content-Type": "application/timestamp-query"},
+        )
+        try:
+            with _NO_REDIRECTS.open(post, timeout=timeout) as answer:
+                body: bytes = answer.read(max_bytes + 1)
+                content_type = answer.headers.get_content_type()
+        except (urllib.error.URLError, OSError, ValueError) as ex:
+            raise TimestampFailedError(f"the TSA at {url} did not answer: {ex}") from ex
+        if len(body) > max_bytes:
+            raise TimestampFailedError(f"the TSA at {url} answered more than {max_bytes} bytes")
+        if content_type != "application/timestamp-reply":
+            raise TimestampFailedError(f"the TSA at {url} answered {content_type}, not a timestamp")
+        # granted is checked on the answer itself, with the imprint and the nonce
+        return TimestampResult(der=body, granted=True)
+
+    return respond
 
 
 def timestamp_reserve(timestamper: Timestamper, *, margin: int = TOKEN_SIZE_MARGIN) -> int:

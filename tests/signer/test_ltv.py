@@ -4,6 +4,8 @@ service reuses a credential's preparation until the PKI status changes."""
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
 
@@ -24,10 +26,10 @@ from pki.authority import Authority
 from pki.crl import RevocationReason
 from pki.errors import CredentialUnusableError
 from pki.store import CredentialKind
-from signer.errors import SignerError
+from signer.errors import SignerError, TimestampFailedError
 from signer.ltv import DOCUMENT_TIMESTAMP_FIELD, collect_validation_data
 from signer.service import SigningService
-from signer.timestamps import timestamp_reserve
+from signer.timestamps import MAX_TSA_RESPONSE, TsaTimestamper, http_tsa, timestamp_reserve
 from tests.pki.test_authority import ADMIN, add_officer, commune, make_authority
 from tests.signer.test_levels import kyso_tsa
 from tests.signer.test_pades import TEXT, officer, tool
@@ -148,3 +150,83 @@ def test_no_validation_data_for_a_certificate_not_in_good_standing(
     with pytest.raises(SignerError, match="not in good standing") as raised:
         collect_validation_data(authority, credential)
     assert raised.value.code == "signer.ltv_unavailable"
+
+
+class _ExternalTsa(ThreadingHTTPServer):
+    """An RFC 3161 TSA over HTTP on loopback: Kyso's own TSA behind a real socket, standing
+    in for an external one; ``reply`` can replace its answer."""
+
+    def __init__(self, authority: Authority) -> None:
+        tsa = authority.timestamp_authority()
+        server = self
+        self.reply: tuple[str, bytes] | None = None
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = self.rfile.read(int(self.headers["Content-Length"]))
+                content_type, body = server.reply or (
+                    "application/timestamp-reply",
+                    tsa.respond(request).der,
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/tsa"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_external_tsa_over_http_timestamps_b_t_and_bad_answers_stop_the_signature(
+    engine: Engine, pool: BlockingSessionPool
+) -> None:
+    authority = make_authority(engine, pool)
+    credential = officer(authority)
+    tsa = _ExternalTsa(authority)
+    try:
+        signing = SigningService(
+            authority=authority,
+            pool=pool,
+            timestamper=TsaTimestamper(respond=http_tsa(tsa.url, timeout=5)),
+            own_tsa=False,
+        )
+        signed = signing.sign(one_page_pdf(TEXT), credential.id, level="B-T")
+        reader = PdfFileReader(BytesIO(signed))
+        status = validate_pdf_signature(
+            reader.embedded_regular_signatures[0],
+            ValidationContext(
+                trust_roots=[authority.ca_certificate(CredentialKind.ROOT_CA)],
+                other_certs=[authority.ca_certificate(CredentialKind.ISSUING_CA)],
+                allow_fetching=False,
+                revocation_mode="soft-fail",
+            ),
+        )
+        assert status.bottom_line
+        assert status.timestamp_validity is not None
+        assert status.timestamp_validity.trusted
+
+        with pytest.raises(SignerError, match="external TSA") as raised:
+            signing.sign(one_page_pdf(TEXT), credential.id, level="B-LT")
+        assert raised.value.code == "signer.ltv_unavailable"
+
+        for reply, message in (
+            (("text/html", b"<html>maintenance</html>"), "not a timestamp"),
+            (("application/timestamp-reply", bytes(MAX_TSA_RESPONSE + 1)), "more than"),
+            (("application/timestamp-reply", b"\x30\x03\x02\x01\x02"), "TSA"),
+        ):
+            tsa.reply = reply
+            with pytest.raises(TimestampFailedError, match=message):
+                signing.sign(one_page_pdf(TEXT), credential.id, level="B-T")
+    finally:
+        tsa.shutdown()
+        tsa.server_close()
+
+    with pytest.raises(TimestampFailedError, match="did not answer"):
+        http_tsa(tsa.url, timeout=1)(b"\x30\x00")
+    with pytest.raises(ValueError, match="http"):
+        http_tsa("file:///etc/passwd")
