@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audit import AuditError
 from hsm import HsmError, KeyInfo, SessionPool
@@ -32,11 +35,17 @@ from kyso.logs import configure_logging, new_request_id, request_id
 from kyso.pki_service import PkiServices, make_authority, watch_expiry
 from kyso.routers import admin as admin_routes
 from kyso.routers import audit as audit_routes
+from kyso.routers import documents as document_routes
 from kyso.routers import health
 from kyso.routers import pki as pki_routes
+from kyso.routers import signing as signing_routes
 from kyso.runtime import Runtime, report_key_problems
 from kyso.settings import Settings, load_settings
+from kyso.signing import make_signing
 from pki.errors import PkiError
+from signer.batches import DEFAULT_LEASE, BatchRunner
+from signer.errors import SignerError
+from signer.stamps import MAX_PNG_BYTES
 
 log = logging.getLogger("kyso")
 access_log = logging.getLogger("kyso.access")
@@ -62,12 +71,52 @@ _STATUS = {
     "pki.pin_required": 400,
     "pki.signature_check_failed": 502,
     "pki.unavailable": 503,
+    "kyso.invalid_request": 422,
+    "kyso.unsupported_media_type": 415,
+    # The document to sign, as uploaded: too big, or not a PDF Kyso signs.
+    "signer.too_large": 413,
+    "signer.blob_too_large": 413,
+    "signer.not_pdf": 422,
+    "signer.damaged_pdf": 422,
+    "signer.encrypted_pdf": 422,
+    "signer.invalid_document": 422,
+    "signer.too_many_pages": 422,
+    # The request: where to sign, with what, in which order.
+    "signer.field_not_found": 422,
+    "signer.anchor_not_found": 422,
+    "signer.bad_placement": 422,
+    "signer.bad_image": 422,
+    "signer.bad_stamp_text": 422,
+    "signer.bad_level": 422,
+    "signer.invalid_request": 422,
+    "signer.unknown_document_type": 422,
+    "signer.document_not_found": 404,
+    "signer.batch_not_found": 404,
+    "signer.invalid_state": 409,
+    "signer.wrong_credential": 409,
+    "signer.unsupported_credential": 409,
+    "signer.ltv_unavailable": 409,
+    "signer.idempotency_conflict": 409,
+    # Kyso's own services or storage: try again later.
+    "signer.timestamp_failed": 502,
+    "signer.busy": 503,
+    "signer.storage": 503,
+    "signer.blob_storage": 503,
+    # Kyso's own fault (a stored revision lost or altered, a signing that rewrote the PDF,
+    # a level set up without its timestamper): an operator must look.
+    "signer.blob_not_found": 500,
+    "signer.blob_corrupt": 500,
+    "signer.blob_bad_name": 500,
+    "signer.not_incremental": 500,
+    "signer.timestamper_required": 500,
+    "signer.validation_data_required": 500,
 }
 """HTTP status per stable error code, for every error root; ``audit.proof.*`` (a request
 the tree cannot answer) and the other ``pki.*`` codes (bad input: names, CCCD, CSR,
 certificates, untrusted chains, a PIN against the policy) are 422, and anything else means
 503 (try later). A signing PIN: missing 400, wrong 403, locked 423 (until an administrator
-unlocks it), none set for the credential 409."""
+unlocks it), none set for the credential 409. Every ``signer.*`` code is listed: bad input
+is a 4xx, a 5xx is Kyso's (502/503: try again; 500: an operator must look)."""
 
 
 def status_for(code: str) -> int:
@@ -80,6 +129,121 @@ def status_for(code: str) -> int:
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
+
+
+FORM_OVERHEAD = 64 * 1024
+"""Bytes a multipart upload may add to its PDF (boundaries, part headers, form fields)."""
+
+API_BODY_LIMIT = 2 * 1024 * 1024
+"""Largest body of any other ``/api/v1`` request (JSON: at most a certificate chain or a
+batch of 1,000 documents)."""
+
+_PDF_UPLOADS = frozenset({"/api/v1/documents", "/api/v1/sign"})
+_IMAGE_UPLOAD = re.compile(r"/api/v1/(people/[^/]+/signature-image|units/[^/]+/seal-image)")
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BodyLimit:
+    """How much of a request body a route reads, and what it says when there is more."""
+
+    size: int
+    """Bytes."""
+    code: str
+    """Error code of the 413 answer."""
+    message: str
+    """Its message, naming the limit."""
+
+
+def body_limit(settings: Settings, method: str, path: str) -> BodyLimit | None:
+    """The bound on the body of a request to ``/api/v1``; None for other paths (the PKI
+    protocol routes bound their own bodies) and for methods without a body."""
+    if method in _NO_BODY or not path.startswith("/api/v1/"):
+        return None
+    if path in _PDF_UPLOADS:
+        limit = settings.signing_max_bytes
+        return BodyLimit(
+            size=limit + FORM_OVERHEAD,
+            code="signer.too_large",
+            message=f"the upload is too large: a PDF may have at most {limit} bytes "
+            "(KYSO_SIGNING_MAX_BYTES)",
+        )
+    if _IMAGE_UPLOAD.fullmatch(path):
+        return BodyLimit(
+            size=MAX_PNG_BYTES,
+            code="kyso.body_too_large",
+            message=f"an image may have at most {MAX_PNG_BYTES} bytes",
+        )
+    return BodyLimit(
+        size=API_BODY_LIMIT,
+        code="kyso.body_too_large",
+        message=f"a request body may have at most {API_BODY_LIMIT} bytes",
+    )
+
+
+class BodyLimitMiddleware:
+    """Reads a request body up to its :func:`body_limit` before any route sees it, and
+    answers 413 beyond it — with a declared ``Content-Length`` before reading anything.
+    FastAPI parses JSON and multipart bodies before a route's code runs, so a route cannot
+    bound them itself."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        limit = body_limit(self._settings, scope["method"], scope["path"])
+        if limit is None:
+            await self._app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit.size:
+            await self._refuse(limit, scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit.size:
+                await self._refuse(limit, scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self._app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(limit: BodyLimit, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(error_body(limit.code, limit.message), status_code=413)
+        await response(scope, receive, send)
+
+
+async def resume_batches_forever(runner: BatchRunner, interval: float) -> None:
+    """Pick up batches left running by a process that stopped (now, then every
+    ``interval`` seconds: another replica may stop at any time)."""
+    while True:
+        try:
+            await asyncio.to_thread(runner.resume)
+        except SignerError as ex:
+            log.warning("resuming batches failed: %s", ex.message, extra={"code": ex.code})
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -104,13 +268,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("HSM not ready at start-up: %s", ex.message, extra={"code": ex.code})
         audit_log, vkey = open_audit_log(settings, engine, pool.blocking, keys)
         authority = make_authority(settings, engine, pool.blocking)
+        pki = PkiServices(authority, settings)
+        signing = make_signing(settings, engine, pool.blocking, pki)
+        batches = BatchRunner(engine=engine, registry=signing.registry)
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
             hsm=pool,
             audit=audit_log,
             audit_vkey=vkey,
-            pki=PkiServices(authority, settings),
+            pki=pki,
+            signing=signing,
+            batches=batches,
         )
 
         def show_audit_vkey(found: str) -> None:
@@ -127,6 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(
                 watch_expiry(authority, timedelta(days=settings.pki_expiry_warning_days))
             ),
+            asyncio.create_task(resume_batches_forever(batches, DEFAULT_LEASE / 2)),
         ]
         log.info(
             "Kyso started",
@@ -138,6 +308,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Each batch worker finishes the item in hand; the next start resumes the rest.
+            await run_in_threadpool(batches.close)
             # Sign what was admitted before stopping, so no event waits for the next start.
             if audit_log.signer is not None:
                 await publish(audit_log)
@@ -151,6 +323,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Ký số: HSM-backed signing, PKI, verification and audit core.",
         lifespan=lifespan,
     )
+
+    # Added first, so that it runs inside the request-id middleware: a 413 is logged too.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
 
     @app.middleware("http")
     async def with_request_id(
@@ -200,6 +375,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def pki_error(_request: Request, ex: PkiError) -> JSONResponse:
         return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
 
+    @app.exception_handler(SignerError)
+    async def signer_error(_request: Request, ex: SignerError) -> JSONResponse:
+        status = status_for(ex.code)
+        if status >= 500:
+            log.error("%s", ex.message, extra={"code": ex.code})
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, ex: RequestValidationError) -> JSONResponse:
         # FastAPI's answer, minus the "input" it echoes: a request body may hold a PIN.
@@ -214,4 +396,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(pki_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(document_routes.router)
+    app.include_router(signing_routes.router)
     return app

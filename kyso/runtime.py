@@ -1,4 +1,5 @@
-"""What the running service holds: settings, database engine, HSM pool."""
+"""What the running service holds: settings, database engine, HSM pool, and the services
+built on them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from audit.log import AuditLog
 from hsm import KeyInfo, SessionPool
 from kyso.pki_service import PkiServices
 from kyso.settings import Settings
+from kyso.signing import SigningServices
+from signer.batches import BatchRunner
 
 log = logging.getLogger("kyso")
 
@@ -26,6 +29,10 @@ class Runtime:
     """Verifier key of the checkpoint key, when the token has one."""
     pki: PkiServices | None = None
     """The CA, OCSP responder and TSA."""
+    signing: SigningServices | None = None
+    """PAdES signing, the document registry and the stamp images."""
+    batches: BatchRunner | None = None
+    """Signing batches, worked on in background threads of this process."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

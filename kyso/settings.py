@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -137,11 +137,30 @@ class Settings(BaseSettings):
     signing_max_pages: int = Field(
         1000, ge=1, le=100_000, description="Most pages a PDF for signing may have (more: 422)."
     )
+    tsa_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        max_length=512,
+        description="External RFC 3161 TSA for signature timestamps (e.g. a national TSA); "
+        "default: Kyso's own TSA, called in process. With an external TSA only B-B and B-T.",
+    )
+    tsa_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds to wait for the external TSA's answer."
+    )
     blob_dir: Path | None = Field(
         None,
         description="Where document revisions and stamp images are stored (content-addressed); "
         "default <data_dir>/blobs.",
     )
+
+    @model_validator(mode="after")
+    def _external_tsa_level(self) -> Settings:
+        if self.tsa_url is not None and self.signing_level in ("B-LT", "B-LTA"):
+            raise ValueError(
+                "KYSO_TSA_URL (an external TSA) allows KYSO_SIGNING_LEVEL B-B or B-T only: "
+                "B-LT needs the status of the TSA's certificate, which Kyso cannot fetch yet"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

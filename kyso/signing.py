@@ -16,7 +16,11 @@ from signer.documents import DocumentRegistry
 from signer.images import StampImages
 from signer.issuing import DecreeSigning
 from signer.service import SigningService
-from signer.timestamps import TsaTimestamper
+from signer.timestamps import TsaTimestamper, http_tsa
+
+SIGNATURES_HEADROOM = 32 * 1024 * 1024
+"""What the signatures of an issued document may add to its draft (two stamps with images of
+up to 2 MiB as PNG, CMS, DSS), in bytes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,16 +42,26 @@ def make_signing(
     """Built at start-up; nothing here touches the token or the CA until first used, so the
     service starts before ``kyso init`` has made the hierarchy."""
 
-    def respond(request: bytes) -> TimestampResult:
+    def own_tsa(request: bytes) -> TimestampResult:
         return pki.tsa().respond(request)
 
-    blobs = FilesystemBlobStore(settings.blob_path, max_size=settings.signing_max_bytes)
+    respond = (
+        own_tsa
+        if settings.tsa_url is None
+        else http_tsa(settings.tsa_url, timeout=settings.tsa_timeout)
+    )
+
+    # signing_max_bytes bounds what comes in; each signature then adds its CMS, its stamp
+    # images and its validation data, so the officer-signed and sealed revisions are larger.
+    revision_max = settings.signing_max_bytes + SIGNATURES_HEADROOM
+    blobs = FilesystemBlobStore(settings.blob_path, max_size=revision_max)
     service = SigningService(
         authority=pki.authority,
         pool=pool,
         timestamper=TsaTimestamper(respond=respond),
-        max_size=settings.signing_max_bytes,
+        max_size=revision_max,
         rsa_pss=settings.signing_rsa_pss,
+        own_tsa=settings.tsa_url is None,
     )
     images = StampImages(engine=engine, blobs=blobs)
     registry = DocumentRegistry(

@@ -171,3 +171,89 @@ stamp_images = Table(
     CheckConstraint(f"kind IN ({_values(StampImageKind)})", name="kind"),
     comment="The current signature image of each officer and seal image of each unit.",
 )
+
+
+# -- signing batches (signer.batches) ---------------------------------------------------------
+
+MAX_BATCH_ITEMS = 1000
+"""Most documents in one batch."""
+
+MAX_ERROR_MESSAGE = 500
+"""Longest error message kept for a failed batch item (longer ones are cut)."""
+
+
+class BatchAction(enum.Enum):
+    SIGN = "sign"
+    """The competent officer signs each draft (:meth:`DocumentRegistry.sign`)."""
+    SEAL = "seal"
+    """The clerk seals and issues each signed document (:meth:`DocumentRegistry.seal`)."""
+
+
+class BatchStatus(enum.Enum):
+    RUNNING = "running"
+    """Items are still pending."""
+    DONE = "done"
+    """Every item was signed."""
+    FAILED_PARTLY = "failed-partly"
+    """Every item was tried and at least one failed (each item says why)."""
+
+
+class BatchItemStatus(enum.Enum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+signing_batches = Table(
+    "signing_batches",
+    metadata,
+    Column("id", String(DOCUMENT_ID_LENGTH), primary_key=True, comment="random public id"),
+    Column("action", String(8), nullable=False),
+    Column("credential_id", _Id, ForeignKey(pki_credentials.c.id), nullable=False),
+    Column("actor_id", String(256), nullable=True, comment="items are signed in its name"),
+    Column("actor_role", String(256), nullable=True),
+    Column("actor_unit", String(256), nullable=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("total", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("worker", String(64), nullable=True, comment="the process working on it, if any"),
+    Column(
+        "heartbeat_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="the worker's last sign of life; null when no process holds the batch",
+    ),
+    CheckConstraint(f"action IN ({_values(BatchAction)})", name="action"),
+    CheckConstraint(f"status IN ({_values(BatchStatus)})", name="status"),
+    CheckConstraint(f"total BETWEEN 1 AND {MAX_BATCH_ITEMS}", name="total"),
+    comment="Batches of sign or seal steps, authorised once and worked through in the background.",
+)
+
+signing_batch_items = Table(
+    "signing_batch_items",
+    metadata,
+    Column("batch_id", String(DOCUMENT_ID_LENGTH), nullable=False),
+    Column("position", Integer, nullable=False, comment="0.., the order of the request"),
+    Column(
+        "document_id",
+        String(DOCUMENT_ID_LENGTH),
+        nullable=False,
+        comment="as requested; not a foreign key: an unknown document fails its item only",
+    ),
+    Column("placement", String(512), nullable=True, comment="JSON, for a sign batch"),
+    Column("status", String(16), nullable=False),
+    Column("revision", Integer, nullable=True, comment="the revision the step produced"),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", String(MAX_ERROR_MESSAGE), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("batch_id", "position"),
+    ForeignKeyConstraint(["batch_id"], ["signing_batches.id"]),
+    CheckConstraint(f"status IN ({_values(BatchItemStatus)})", name="status"),
+    CheckConstraint(
+        "(status = 'done') = (revision IS NOT NULL)"
+        " AND (status = 'failed') = (error_code IS NOT NULL)",
+        name="result",
+    ),
+    comment="One document of a batch and what became of it.",
+)

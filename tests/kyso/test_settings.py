@@ -99,11 +99,19 @@ def test_invalid_port_from_env(monkeypatch, value):
         ({"hsm_pool_size": 0}, "hsm_pool_size"),
         ({"hsm_acquire_timeout": 0}, "hsm_acquire_timeout"),
         ({"log_format": "xml"}, "log_format"),
+        ({"tsa_url": "ftp://tsa.example.vn"}, "tsa_url"),
+        ({"tsa_url": "https://tsa.example.vn"}, "KYSO_TSA_URL"),  # with the default B-LT
+        ({"signing_level": "B-X"}, "signing_level"),
     ],
 )
 def test_invalid_values_are_settings_errors(overrides, field):
     with pytest.raises(SettingsError, match=field):
         load_settings(**overrides)
+
+
+def test_an_external_tsa_with_a_level_it_can_serve():
+    settings = load_settings(tsa_url="https://tsa.example.vn/tsa", signing_level="B-T")
+    assert settings.tsa_url == "https://tsa.example.vn/tsa"
 
 
 def test_invalid_toml_is_a_settings_error(monkeypatch, tmp_path):

@@ -1,0 +1,220 @@
+"""Documents through the issuing workflow: upload a draft, the competent officer's signature,
+the clerk's seal (number and time of issue), status and revisions, each revision's PDF; and
+the stamp images visible signatures draw (officers' signatures, units' seals).
+
+Like every signing route, these answer this machine only until access control exists (see
+:mod:`kyso.routers.signing`); the image routes are administration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from kyso.authorisation import authorise_signing
+from kyso.errors import KysoError
+from kyso.routers.admin import AdminDep
+from kyso.routers.pki import PkiDep
+from kyso.routers.signing import (
+    Body,
+    CallerDep,
+    CredentialId,
+    IdempotencyKey,
+    Pin,
+    PlacementBody,
+    SigningDep,
+    to_placement,
+)
+from signer.documents import Document, DraftMetadata
+from signer.errors import DocumentNotFoundError
+from signer.stamps import MAX_PNG_BYTES
+from signer.store import MAX_PERSON_ID, MAX_SERVICE, MAX_TITLE, MAX_TYPE, StampImageKind
+
+PNG = "image/png"
+
+router = APIRouter(prefix="/api/v1", tags=["documents"])
+DocumentId = Annotated[str, Path(min_length=1, max_length=64, description="26 characters")]
+OwnerId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+class UnsupportedMediaTypeError(KysoError):
+    code = "kyso.unsupported_media_type"
+
+
+class Signature(Body):
+    credential_id: CredentialId
+    pin: Pin = None
+    placement: PlacementBody | None = Field(
+        None,
+        description="Default: the template's empty field CanBoKy, else below the "
+        "officer's title line.",
+    )
+
+
+class Seal(Body):
+    credential_id: CredentialId
+    pin: Pin = None
+
+
+@router.post("/documents", status_code=201, summary="Upload a draft for signing")
+async def upload(
+    signing: SigningDep,
+    actor: CallerDep,
+    file: Annotated[UploadFile, File(description="The draft PDF.")],
+    document_type: Annotated[str, Form(min_length=1, max_length=MAX_TYPE)],
+    unit_id: Annotated[int, Form(ge=1, le=2**62)],
+    service: Annotated[str, Form(min_length=1, max_length=MAX_SERVICE)],
+    subject_person_id: Annotated[str, Form(min_length=1, max_length=MAX_PERSON_ID)],
+    title: Annotated[str | None, Form(min_length=1, max_length=4 * MAX_TITLE)] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    meta = DraftMetadata(
+        document_type=document_type,
+        unit_id=unit_id,
+        service=service,
+        subject_person_id=subject_person_id,
+        title=title,
+    )
+    pdf = await file.read()
+    document = await run_in_threadpool(
+        lambda: signing.registry.upload(pdf, meta, actor, idempotency_key=idempotency_key)
+    )
+    return JSONResponse(
+        document.as_dict(),
+        status_code=201,
+        headers={"Location": f"/api/v1/documents/{document.id}"},
+    )
+
+
+@router.post("/documents/{document_id}/sign", summary="The competent officer signs the draft")
+async def sign(
+    document_id: DocumentId,
+    body: Signature,
+    signing: SigningDep,
+    pki: PkiDep,
+    actor: CallerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    pin = body.pin.get_secret_value() if body.pin else None
+    placement = to_placement(body.placement)
+
+    def run() -> Document:
+        authorise_signing(pki.authority, credential_id=body.credential_id, pin=pin, actor=actor)
+        return signing.registry.sign(
+            document_id,
+            body.credential_id,
+            actor,
+            idempotency_key=idempotency_key,
+            placement=placement,
+        )
+
+    return (await run_in_threadpool(run)).as_dict()
+
+
+@router.post("/documents/{document_id}/seal", summary="The clerk seals and issues the document")
+async def seal(
+    document_id: DocumentId,
+    body: Seal,
+    signing: SigningDep,
+    pki: PkiDep,
+    actor: CallerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    pin = body.pin.get_secret_value() if body.pin else None
+
+    def run() -> Document:
+        authorise_signing(pki.authority, credential_id=body.credential_id, pin=pin, actor=actor)
+        return signing.registry.seal(
+            document_id, body.credential_id, actor, idempotency_key=idempotency_key
+        )
+
+    return (await run_in_threadpool(run)).as_dict()
+
+
+@router.get("/documents/{document_id}", summary="Status, number and revisions")
+async def show(document_id: DocumentId, signing: SigningDep, _caller: CallerDep) -> dict[str, Any]:
+    return (await run_in_threadpool(signing.registry.document, document_id)).as_dict()
+
+
+@router.get(
+    "/documents/{document_id}/pdf",
+    summary="The PDF of a revision (the latest by default)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The PDF; ETag: its SHA-256."},
+        304: {"description": "If-None-Match named this revision's ETag."},
+    },
+)
+async def pdf(
+    document_id: DocumentId,
+    request: Request,
+    signing: SigningDep,
+    _caller: CallerDep,
+    revision: Annotated[int | None, Query(ge=0, le=1000)] = None,
+) -> Response:
+    document = await run_in_threadpool(signing.registry.document, document_id)
+    chosen = document.latest
+    if revision is not None:
+        found = [r for r in document.revisions if r.revision == revision]
+        if not found:
+            raise DocumentNotFoundError(f"no revision {revision} of document {document.id}")
+        chosen = found[0]
+    etag = f'"{chosen.sha256}"'
+    # Revisions are immutable: the same ETag is the same bytes, forever.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in _etags(request.headers.get("if-none-match")):
+        return Response(status_code=304, headers=headers)
+    data = await run_in_threadpool(signing.registry.pdf, document.id, chosen.revision)
+    headers["Content-Disposition"] = f'inline; filename="{document.id}-{chosen.revision}.pdf"'
+    return Response(data, media_type="application/pdf", headers=headers)
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {part.strip().removeprefix("W/") for part in header[:4096].split(",")}
+
+
+# -- stamp images (administration) --------------------------------------------------------------
+
+
+async def _png(request: Request) -> bytes:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != PNG:
+        raise UnsupportedMediaTypeError(f"send the image as {PNG} (got {media_type or 'none'})")
+    # The body limit (kyso.app) has already refused anything over MAX_PNG_BYTES.
+    return await request.body()
+
+
+@router.put(
+    "/people/{person_id}/signature-image",
+    status_code=204,
+    summary=f"An officer's handwritten signature (transparent PNG, ≤ {MAX_PNG_BYTES} bytes)",
+    tags=["administration"],
+)
+async def put_signature_image(
+    person_id: OwnerId, request: Request, pki: PkiDep, signing: SigningDep, admin: AdminDep
+) -> Response:
+    png = await _png(request)
+    await run_in_threadpool(pki.authority.person, person_id)
+    await run_in_threadpool(signing.images.set, StampImageKind.OFFICER, person_id, png, admin)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/units/{unit_id}/seal-image",
+    status_code=204,
+    summary=f"A unit's red seal (transparent PNG with its DPI, ≤ {MAX_PNG_BYTES} bytes)",
+    tags=["administration"],
+)
+async def put_seal_image(
+    unit_id: OwnerId, request: Request, pki: PkiDep, signing: SigningDep, admin: AdminDep
+) -> Response:
+    png = await _png(request)
+    await run_in_threadpool(pki.authority.unit, unit_id)
+    await run_in_threadpool(signing.images.set, StampImageKind.SEAL, unit_id, png, admin)
+    return Response(status_code=204)

@@ -1,0 +1,407 @@
+"""Signing for services: one-shot ``POST /api/v1/sign`` (a PDF in, the signed PDF out) and
+batches of the document registry's sign or seal steps (``/api/v1/batches``); and what every
+signing route shares: who is calling, where a visible signature goes.
+
+Until access control exists (issue 7) every signing route answers this machine only, the
+caller names itself in ``X-Kyso-Actor`` (default ``local``, role ``service``) and proves it
+may use a credential with the credential's PIN, checked by
+:func:`kyso.authorisation.authorise_signing` before anything is signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from audit.events import Action, Actor, AuditEvent, Outcome, Subject
+from audit.log import AuditLog
+from kyso.authorisation import authorise_signing
+from kyso.errors import KysoError
+from kyso.logs import request_id
+from kyso.routers.access import is_local
+from kyso.routers.admin import MAX_PIN_INPUT
+from kyso.routers.health import RuntimeDep
+from kyso.routers.pki import PkiDep
+from kyso.signing import SigningServices
+from pki.authority import Authority
+from signer.batches import BatchItemRequest, BatchRunner
+from signer.documents import inspect_pdf
+from signer.errors import BadPlacementError, InvalidRequestError
+from signer.pades import Level
+from signer.placement import (
+    MAX_ANCHOR_LENGTH,
+    MAX_FIELD_NAME_LENGTH,
+    AnchorPlacement,
+    Document,
+    FieldPlacement,
+    Placement,
+    RectPlacement,
+)
+from signer.stamps import VisibleSignature, officer_signature
+from signer.store import MAX_BATCH_ITEMS, BatchAction, StampImageKind
+
+ACTOR_HEADER = "X-Kyso-Actor"
+DEFAULT_ACTOR = "local"
+MAX_PAGE = 100_000
+MAX_COORDINATE = 14_400.0
+"""The largest page side PDF allows (ISO 32000-1, annex C), in points."""
+
+_ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}", re.ASCII)
+_RECT_TEXT = re.compile(r"\s*\[?([^\[\]]*)\]?\s*")
+
+
+class SigningAccessError(KysoError):
+    code = "kyso.forbidden"
+
+
+class InvalidCallerError(KysoError):
+    code = "kyso.invalid_request"
+
+
+class SigningUnavailableError(KysoError):
+    code = "kyso.unavailable"
+
+
+# -- what every signing route shares ---------------------------------------------------------
+
+
+def signing_caller(request: Request) -> Actor:
+    """Who asks for a signature; until access control exists, a service on this machine
+    that names itself in ``X-Kyso-Actor`` (1 to 64 ASCII letters, digits, ``._:@-``). The
+    name scopes idempotency keys and is written into the audit events."""
+    if not is_local(request):
+        raise SigningAccessError("signing answers this machine only for now")
+    name = request.headers.get(ACTOR_HEADER, DEFAULT_ACTOR)
+    if not _ACTOR.fullmatch(name):
+        raise InvalidCallerError(
+            f"{ACTOR_HEADER} must be 1 to 64 ASCII letters, digits or ._:@- "
+            "(starting with a letter or digit)"
+        )
+    return Actor(id=name, role="service")
+
+
+def get_signing(runtime: RuntimeDep) -> SigningServices:
+    if runtime.signing is None:
+        raise SigningUnavailableError("signing is not available in this process")
+    return runtime.signing
+
+
+def get_batches(runtime: RuntimeDep) -> BatchRunner:
+    if runtime.batches is None:
+        raise SigningUnavailableError("batches are not available in this process")
+    return runtime.batches
+
+
+CallerDep = Annotated[Actor, Depends(signing_caller)]
+SigningDep = Annotated[SigningServices, Depends(get_signing)]
+BatchesDep = Annotated[BatchRunner, Depends(get_batches)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=256,
+        description="Repeat a request with the same key to get the same result, signed once "
+        "(1 to 128 printable ASCII characters without spaces).",
+    ),
+]
+CredentialId = Annotated[int, Field(ge=1, le=2**62)]
+Pin = Annotated[
+    SecretStr | None,
+    Field(None, min_length=1, max_length=MAX_PIN_INPUT, description="The credential's PIN."),
+]
+Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpot(Body):
+    """Into the document's empty signature field of this name."""
+
+    field: str = Field(min_length=1, max_length=MAX_FIELD_NAME_LENGTH)
+
+
+class RectSpot(Body):
+    """In a new field at this rectangle (PDF points, origin bottom left) of a page."""
+
+    page: int = Field(ge=1, le=MAX_PAGE)
+    rect: tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+
+
+class AnchorSpot(Body):
+    """In a new field below this text (the signer's title line), on a page or the last
+    pages."""
+
+    anchor: str = Field(min_length=1, max_length=MAX_ANCHOR_LENGTH)
+    page: int | None = Field(None, ge=1, le=MAX_PAGE)
+
+
+PlacementBody = FieldSpot | RectSpot | AnchorSpot
+
+
+def to_placement(body: PlacementBody | None) -> Placement | None:
+    if body is None:
+        return None
+    if isinstance(body, FieldSpot):
+        return FieldPlacement(name=body.field)
+    if isinstance(body, RectSpot):
+        return RectPlacement(page=body.page, rect=body.rect)
+    return AnchorPlacement(text=body.anchor, page=body.page)
+
+
+router = APIRouter(prefix="/api/v1", tags=["signing"])
+
+
+# -- one-shot signing ----------------------------------------------------------------------
+
+
+def parse_rect(text: str) -> tuple[float, float, float, float]:
+    """``x1,y1,x2,y2`` (or a JSON array of four numbers) as four finite numbers."""
+    inner = _RECT_TEXT.fullmatch(text)
+    parts = inner.group(1).split(",") if inner else []
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(abs(v) <= MAX_COORDINATE for v in values):
+        raise BadPlacementError(
+            f"rect must be four numbers x1,y1,x2,y2 in PDF points (at most {MAX_COORDINATE:g})"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+def form_placement(
+    *,
+    visible: bool | None,
+    field: str | None,
+    page: int | None,
+    rect: str | None,
+    anchor: str | None,
+) -> Placement | None:
+    """The placement a one-shot request's form fields describe; None for an invisible
+    signature."""
+    chosen = [
+        name for name, value in (("field", field), ("rect", rect), ("anchor", anchor)) if value
+    ]
+    if len(chosen) > 1:
+        raise BadPlacementError(
+            f"give one of field, page+rect or anchor, not {' and '.join(chosen)}"
+        )
+    if page is not None and not (rect or anchor):
+        raise BadPlacementError("page goes with rect or anchor")
+    if not chosen:
+        if visible:
+            raise BadPlacementError(
+                "a visible signature needs a place: field, page and rect, or anchor"
+            )
+        return None
+    if visible is False:
+        raise BadPlacementError(f"{chosen[0]} places a visible signature; visible is false")
+    if field:
+        return FieldPlacement(name=field)
+    if rect:
+        if page is None:
+            raise BadPlacementError("rect needs the page it is on")
+        return RectPlacement(page=page, rect=parse_rect(rect))
+    assert anchor is not None
+    return AnchorPlacement(text=anchor, page=page)
+
+
+def free_field_name(document: Document) -> str:
+    """A signature field name the document does not use yet."""
+    for number in range(1, 1000):
+        name = f"Signature{number}"
+        if not document.has_field(name):
+            return name
+    raise BadPlacementError("the PDF already has signature fields Signature1 to Signature999")
+
+
+def _appearance(
+    signing: SigningServices,
+    authority: Authority,
+    pdf: bytes,
+    credential_id: int,
+    placement: Placement,
+    field_name: str,
+    level: Level,
+) -> VisibleSignature:
+    """The credential owner's stamp: an officer's signature image (or a placeholder with
+    the name), or for a seal credential the unit's seal image."""
+    credential = signing.service.credential(credential_id, level=level)
+    if credential.person_id is not None:
+        person = authority.person(credential.person_id)
+        image = signing.images.get(StampImageKind.OFFICER, person.id)
+        name = person.full_name
+    else:
+        assert credential.unit_id is not None
+        unit = authority.unit(credential.unit_id)
+        image = signing.images.get(StampImageKind.SEAL, unit.id)
+        name = unit.name
+    return officer_signature(
+        pdf,
+        placement,
+        signature_png=image,
+        officer_name=name,
+        field_name=placement.name if isinstance(placement, FieldPlacement) else field_name,
+    )
+
+
+def sign_once(
+    signing: SigningServices,
+    authority: Authority,
+    audit: AuditLog,
+    pdf: bytes,
+    *,
+    credential_id: int,
+    pin: str | None,
+    level: Level,
+    placement: Placement | None,
+    actor: Actor,
+    request: str | None,
+) -> bytes:
+    """Check ``pdf``, authorise, sign, and commit the ``document.signed`` event; the signed
+    PDF only once that event is committed. Blocking."""
+    settings = signing.settings
+    inspect_pdf(pdf, max_size=settings.signing_max_bytes, max_pages=settings.signing_max_pages)
+    credential = authorise_signing(authority, credential_id=credential_id, pin=pin, actor=actor)
+    field_name = free_field_name(Document(pdf))
+    appearance = (
+        None
+        if placement is None
+        else _appearance(signing, authority, pdf, credential_id, placement, field_name, level)
+    )
+    signed = signing.service.sign(
+        pdf, credential_id, level=level, field_name=field_name, appearance=appearance
+    )
+    audit.record(
+        AuditEvent(
+            time=datetime.now(UTC),
+            action=Action.DOCUMENT_SIGNED,
+            actor=actor,
+            outcome=Outcome(success=True),
+            subject=Subject(
+                document_sha256=hashlib.sha256(signed).hexdigest(),
+                certificate_serial=credential.serial,
+                key_id=credential.key_id,
+                request_id=request,
+            ),
+            details={
+                "credential_id": credential_id,
+                "level": level,
+                "visible": appearance is not None,
+                "input_sha256": hashlib.sha256(pdf).hexdigest(),
+                "size": len(signed),
+            },
+        )
+    )
+    return signed
+
+
+@router.post(
+    "/sign",
+    summary="Sign a PDF and get it back (one-shot, for services)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "The signed PDF."}},
+)
+async def sign_pdf(
+    runtime: RuntimeDep,
+    signing: SigningDep,
+    pki: PkiDep,
+    actor: CallerDep,
+    file: Annotated[UploadFile, File(description="The PDF to sign.")],
+    credential_id: Annotated[int, Form(ge=1, le=2**62)],
+    pin: Annotated[SecretStr | None, Form(min_length=1, max_length=MAX_PIN_INPUT)] = None,
+    level: Annotated[Level | None, Form(description="Default: KYSO_SIGNING_LEVEL.")] = None,
+    visible: Annotated[bool | None, Form()] = None,
+    field: Annotated[str | None, Form(min_length=1, max_length=MAX_FIELD_NAME_LENGTH)] = None,
+    page: Annotated[int | None, Form(ge=1, le=MAX_PAGE)] = None,
+    rect: Annotated[str | None, Form(max_length=200, description="x1,y1,x2,y2")] = None,
+    anchor: Annotated[str | None, Form(min_length=1, max_length=MAX_ANCHOR_LENGTH)] = None,
+) -> Response:
+    audit = runtime.audit
+    if audit is None:
+        raise SigningUnavailableError("the audit log is not open; nothing is signed without it")
+    placement = form_placement(visible=visible, field=field, page=page, rect=rect, anchor=anchor)
+    pdf = await file.read()
+    chosen: Level = level or signing.settings.signing_level
+    secret = pin.get_secret_value() if pin else None
+    rid = request_id.get()
+    signed = await run_in_threadpool(
+        lambda: sign_once(
+            signing,
+            pki.authority,
+            audit,
+            pdf,
+            credential_id=credential_id,
+            pin=secret,
+            level=chosen,
+            placement=placement,
+            actor=actor,
+            request=rid,
+        )
+    )
+    return Response(
+        signed,
+        media_type="application/pdf",
+        headers={
+            "ETag": f'"{hashlib.sha256(signed).hexdigest()}"',
+            "Content-Disposition": 'attachment; filename="signed.pdf"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+class BatchItemBody(Body):
+    document_id: str = Field(min_length=1, max_length=64)
+    placement: PlacementBody | None = None
+
+
+class NewBatch(Body):
+    action: Literal["sign", "seal"]
+    credential_id: CredentialId
+    pin: Pin = None
+    items: list[BatchItemBody] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+BatchId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.post("/batches", status_code=202, summary="Sign or seal up to 1,000 documents")
+async def submit_batch(
+    body: NewBatch, pki: PkiDep, batches: BatchesDep, actor: CallerDep
+) -> JSONResponse:
+    pin = body.pin.get_secret_value() if body.pin else None
+    items = [
+        BatchItemRequest(document_id=item.document_id, placement=to_placement(item.placement))
+        for item in body.items
+    ]
+    if body.action == "seal" and any(item.placement for item in items):
+        raise InvalidRequestError("a seal batch takes no placements")
+
+    def submit() -> dict[str, Any]:
+        credential = authorise_signing(
+            pki.authority, credential_id=body.credential_id, pin=pin, actor=actor
+        )
+        batch = batches.submit(BatchAction(body.action), credential, items, actor)
+        return {"id": batch.id, "status": batch.status.value, "total": batch.total}
+
+    accepted = await run_in_threadpool(submit)
+    return JSONResponse(
+        accepted, status_code=202, headers={"Location": f"/api/v1/batches/{accepted['id']}"}
+    )
+
+
+@router.get("/batches/{batch_id}", summary="A batch's progress and per-document results")
+async def show_batch(batch_id: BatchId, batches: BatchesDep, _caller: CallerDep) -> dict[str, Any]:
+    return (await run_in_threadpool(batches.batch, batch_id)).as_dict()
