@@ -17,6 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -117,6 +119,17 @@ certificates, untrusted chains, a PIN against the policy) are 422, and anything 
 503 (try later). A signing PIN: missing 400, wrong 403, locked 423 (until an administrator
 unlocks it), none set for the credential 409. Every ``signer.*`` code is listed: bad input
 is a 4xx, a 5xx is Kyso's (502/503: try again; 500: an operator must look)."""
+
+
+async def checkpoint_wal_forever(engine: Engine, interval: float = 1.0) -> None:
+    """SQLite: move the write-ahead log into the database off the request path (see
+    :func:`kyso.db.make_engine`)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(db.checkpoint_wal, engine)
+        except SQLAlchemyError as ex:
+            log.warning("SQLite WAL checkpoint failed: %s", type(ex).__name__)
 
 
 def status_for(code: str) -> int:
@@ -253,7 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.make_engine(settings.sqlalchemy_url)
+        engine = db.make_engine(settings.sqlalchemy_url, background_wal_checkpoints=True)
         if settings.migrate_on_start:
             await run_in_threadpool(db.upgrade, engine)
         pool = SessionPool(settings.hsm_config())
@@ -298,6 +311,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             asyncio.create_task(resume_batches_forever(batches, DEFAULT_LEASE / 2)),
         ]
+        if engine.dialect.name == "sqlite":
+            tasks.append(asyncio.create_task(checkpoint_wal_forever(engine)))
         log.info(
             "Kyso started",
             extra={"database": db.describe_url(settings.sqlalchemy_url), "version": __version__},

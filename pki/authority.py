@@ -262,9 +262,12 @@ class _Holder:
     """How long a certificate from Kyso's CA lives."""
 
 
-TIMESTAMP_SERIAL_BLOCK = 1024
-"""Timestamp serials a process reserves at a time (see :meth:`Authority.next_timestamp_serial`).
-Rows made before blocks existed used serial = row id < any block's first serial."""
+TIMESTAMP_SERIAL_BLOCK = 1 << 20
+"""Timestamp serials a process reserves at a time (see :meth:`Authority.next_timestamp_serial`):
+one database write per million tokens, so that the write — which may wait for SQLite's lock
+while every timestamp waits for it — is off the signing path. A constant: serials of blocks of
+different sizes could meet. Rows made before blocks existed used serial = row id, below any
+block's first serial; so did blocks of 1,024 (an earlier size), whose row ids are all lower."""
 
 
 def _now() -> datetime:
@@ -288,6 +291,7 @@ class Authority:
         self._signers: dict[str, HsmX509Signer] = {}
         self._serial_lock = threading.Lock()
         self._serials: Iterator[int] = iter(())
+        self._verified_pins = pins.VerifiedPins()
 
     @property
     def config(self) -> AuthorityConfig:
@@ -1082,8 +1086,10 @@ class Authority:
         PIN clears the count (writing only when there was one). No PIN set:
         :class:`~pki.errors.PinNotSetError`.
 
-        Every call costs one argon2 hash, whatever the answer. Concurrent wrong PINs are
-        all counted: the count is one atomic ``UPDATE … RETURNING``.
+        Every call costs one argon2 hash, whatever the answer, except a right PIN verified
+        in this process within the last minutes with no failure since
+        (:class:`~pki.pins.VerifiedPins`). Concurrent wrong PINs are all counted: the count
+        is one atomic ``UPDATE … RETURNING``.
         """
         with self._engine.connect() as connection:
             row = connection.execute(
@@ -1096,7 +1102,13 @@ class Authority:
             ).first()
         locked = row is not None and row.pin_locked_at is not None
         stored = None if row is None or locked else row.pin_hash
-        right = pins.verify_pin(stored, pin)
+        remembered = (
+            row is not None
+            and stored is not None
+            and not row.pin_failures
+            and self._verified_pins.knows(credential_id, stored, pin)
+        )
+        right = remembered or pins.verify_pin(stored, pin)
         if row is None:
             raise NotFoundError(f"no credential {credential_id}")
         subject = Subject(key_id=row.key_id)
@@ -1110,6 +1122,8 @@ class Authority:
         if right:
             if row.pin_failures or pins.needs_rehash(row.pin_hash):
                 self._pin_accepted(credential_id, row.pin_hash, pin)
+            elif not remembered:
+                self._verified_pins.remember(credential_id, row.pin_hash, pin)
             return
         self._pin_rejected(credential_id, subject, actor)
 

@@ -15,8 +15,13 @@ runs on every sign request), not for password-grade cost: see :data:`HASHER`.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -95,6 +100,50 @@ def verify_pin(stored: str | None, pin: str) -> bool:
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         matched = False
     return matched and well_formed and stored is not None
+
+
+class VerifiedPins:
+    """PINs this process verified lately, so that a signer's next request within
+    :attr:`ttl` costs an HMAC instead of an argon2 hash (≈ 8–14 ms on the signing path).
+
+    Only right PINs are remembered, keyed by the credential and its stored hash (a new PIN or
+    a re-hash forgets them), as an HMAC under a random key that never leaves the process.
+    Wrong PINs always cost a hash and are always counted; a lock is read from the database
+    on every check, so remembering never lets a locked credential sign. What it gives away:
+    a remembered right PIN is answered faster than a wrong one, which the answer tells
+    anyway.
+    """
+
+    def __init__(self, *, ttl: float = 300.0, capacity: int = 10_000) -> None:
+        self._key = secrets.token_bytes(32)
+        self._ttl = ttl
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def _tag(self, credential_id: int, stored: str, pin: str) -> bytes:
+        message = f"{credential_id}\0{stored}\0{pin}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def knows(self, credential_id: int, stored: str, pin: str) -> bool:
+        tag = self._tag(credential_id, stored, pin)
+        now = time.monotonic()
+        with self._lock:
+            until = self._seen.get(tag)
+            if until is None:
+                return False
+            if until < now:
+                del self._seen[tag]
+                return False
+            return True
+
+    def remember(self, credential_id: int, stored: str, pin: str) -> None:
+        tag = self._tag(credential_id, stored, pin)
+        with self._lock:
+            self._seen[tag] = time.monotonic() + self._ttl
+            self._seen.move_to_end(tag)
+            while len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)
 
 
 def needs_rehash(stored: str) -> bool:

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, func, select
 from audit.events import Action, Actor, AuditEvent
 from audit.store import audit_entries
 from hsm import BlockingSessionPool
-from pki.authority import TIMESTAMP_SERIAL_BLOCK, Authority, AuthorityConfig, Credential
+from pki import authority as authority_module
+from pki.authority import Authority, AuthorityConfig, Credential
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
 from pki.errors import (
@@ -275,12 +276,13 @@ def test_unit_tree_and_people_are_validated(authority: Authority) -> None:
 
 
 def test_timestamp_serials_are_unique_across_authorities_sharing_a_database(
-    authority: Authority, engine: Engine, pool: BlockingSessionPool
+    authority: Authority, engine: Engine, pool: BlockingSessionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two authorities on one database stand for two processes: each draws from blocks of
     its own, with one database write per block rather than per token."""
+    monkeypatch.setattr(authority_module, "TIMESTAMP_SERIAL_BLOCK", 16)
     other = Authority(engine=engine, pool=pool, config=authority.config)
-    ours = [authority.next_timestamp_serial() for _ in range(TIMESTAMP_SERIAL_BLOCK + 5)]
+    ours = [authority.next_timestamp_serial() for _ in range(16 + 5)]
     theirs = [other.next_timestamp_serial() for _ in range(5)]
     assert ours == sorted(ours)
     assert len(set(ours + theirs)) == len(ours) + len(theirs)

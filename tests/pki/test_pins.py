@@ -6,6 +6,7 @@ ever holds the PIN."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -161,6 +162,47 @@ def test_every_answer_costs_one_hash(
             with pytest.raises(expected):
                 authority.check_pin(credential_id, pin, OFFICER)
         assert hasher.verified == before + 1, (credential_id, expected)
+
+
+def test_a_right_pin_is_remembered_a_while_but_never_a_wrong_one_or_past_a_lock(
+    authority: Authority, credential: Credential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hasher = CountingHasher()
+    monkeypatch.setattr(pins, "HASHER", hasher)
+
+    def hashes(pin: str, expected: type[Exception] | None = None) -> int:
+        before = hasher.verified
+        if expected is None:
+            authority.check_pin(credential.id, pin, OFFICER)
+        else:
+            with pytest.raises(expected):
+                authority.check_pin(credential.id, pin, OFFICER)
+        return hasher.verified - before
+
+    assert hashes(PIN) == 1
+    assert hashes(PIN) == 0  # remembered
+    assert hashes(WRONG, PinInvalidError) == 1  # never remembered, always counted
+    assert hashes(PIN) == 1  # a failure since: hashed again (and the count cleared)
+    assert hashes(PIN) == 0
+    authority.set_pin(credential.id, "817394", ADMIN)  # a new PIN forgets the old one
+    assert hashes(PIN, PinInvalidError) == 1
+    for _ in range(pins.MAX_FAILURES - 1):
+        hashes(WRONG, (PinInvalidError, PinLockedError))  # type: ignore[arg-type]
+    assert hashes("817394", PinLockedError) == 1  # locked: refused, remembered or not
+
+
+def test_remembered_pins_expire_and_are_bounded() -> None:
+    memo = pins.VerifiedPins(ttl=0.05, capacity=2)
+    memo.remember(1, "stored", PIN)
+    assert memo.knows(1, "stored", PIN)
+    assert not memo.knows(1, "stored", WRONG)
+    assert not memo.knows(2, "stored", PIN)
+    assert not memo.knows(1, "other", PIN)
+    memo.remember(2, "stored", PIN)
+    memo.remember(3, "stored", PIN)
+    assert not memo.knows(1, "stored", PIN)  # the oldest made room
+    time.sleep(0.06)
+    assert not memo.knows(3, "stored", PIN)
 
 
 # -- counting, locking, unlocking -------------------------------------------------------
