@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Connection, Engine, insert, inspect, select, text
 
 from kyso import db
 from kyso.errors import StorageError
@@ -156,3 +156,58 @@ def test_sqlite_pragmas_on_every_new_connection(tmp_path):
 def test_describe_url_masks_the_password(url, expected):
     assert db.describe_url(url) == expected
     assert "s3cret" not in db.describe_url(url)
+
+
+NOW = "2026-11-01 00:00:00"
+
+
+def _credential(connection: Connection, credential_id: int, unit_id: int) -> None:
+    connection.exec_driver_sql(
+        "INSERT INTO pki_credentials (id, kind, status, unit_id, person_id, key_id, key_spec, "
+        f"external, replaces_id, created_at) VALUES ({credential_id}, 'seal', 'active', "
+        f"{unit_id}, NULL, 'ab', 'ec-p256', false, NULL, '{NOW}')"
+    )
+
+
+def test_upgrade_keeps_the_data_of_an_older_schema(engine: Engine):
+    """A database made by an earlier release, with rows that foreign keys tie together, is
+    upgraded in place: SQLite's table copies (batch mode) must not trip over them."""
+    db.upgrade(engine, "0004")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO pki_units (id, parent_id, kind, code, name, province, locality, "
+            f"created_at) VALUES (1, NULL, 'ministry', 'BCA', 'Bộ Công an', 'Hà Nội', "
+            f"'Hà Nội', '{NOW}')"
+        )
+        _credential(connection, 1, 1)
+        connection.execute(
+            text(
+                "INSERT INTO pki_certificates (id, credential_id, serial, issuer_key_id, "
+                "subject, not_before, not_after, der, status, created_at) VALUES (1, 1, '01', "
+                f"'cd', 'CN=x', '{NOW}', '{NOW}', :der, 'good', '{NOW}')"
+            ),
+            {"der": b"\x30\x00"},
+        )
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM pki_certificates").scalar() == 1
+        assert connection.exec_driver_sql("SELECT pin_failures FROM pki_credentials").scalar() == 0
+    assert not any(name.startswith("_alembic_tmp") for name in _tables(engine))
+
+
+def test_a_failing_sqlite_migration_leaves_the_schema_as_it_was(engine: Engine):
+    """Every migration step runs in one transaction, DDL included: a failure (here the
+    foreign-key check on a row that had lost its unit) leaves no half-copied table."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL runs DDL transactionally by itself")
+    db.upgrade(engine, "0004")
+    before = _tables(engine)
+    with engine.connect() as raw:
+        connection = raw.execution_options(isolation_level="AUTOCOMMIT")
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        _credential(connection, 7, 99)  # unit 99 does not exist
+    with pytest.raises(StorageError, match="foreign key"):
+        db.upgrade(engine)
+    assert db.current_revision(engine) == "0004"
+    assert _tables(engine) == before
