@@ -34,6 +34,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pki.certificates import from_cryptography
+from pki.der import (
+    CONTEXT_0,
+    GENERALIZED_TIME,
+    OCTET_STRING,
+    SEQUENCE,
+    SET,
+    integer,
+    set_of,
+    tlv,
+)
 from pki.errors import InvalidInputError
 from pki.keysource import X509Signer
 
@@ -58,26 +68,7 @@ def _utc_now() -> datetime:
 
 # -- DER -----------------------------------------------------------------------------------
 
-_INTEGER, _OCTET_STRING, _GENERALIZED_TIME = 0x02, 0x04, 0x18
-_SEQUENCE, _SET, _CONTEXT_0 = 0x30, 0x31, 0xA0
 _DIRECTORY_NAME = 0xA4  # GeneralName [4], EXPLICIT because Name is a CHOICE
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(value)) + value
-
-
-def _integer(value: int) -> bytes:
-    """A DER INTEGER: two's complement, minimal (a negative nonce is legal ASN.1)."""
-    size = (value.bit_length() if value >= 0 else (-value - 1).bit_length()) // 8 + 1
-    return _tlv(_INTEGER, value.to_bytes(size, "big", signed=True))
 
 
 def _generalized_time(moment: datetime) -> bytes:
@@ -89,14 +80,14 @@ def _generalized_time(moment: datetime) -> bytes:
     )
     if millis := moment.microsecond // 1000:
         text += "." + f"{millis:03d}".rstrip("0")
-    return _tlv(_GENERALIZED_TIME, text.encode("ascii") + b"Z")
+    return tlv(GENERALIZED_TIME, text.encode("ascii") + b"Z")
 
 
-_VERSION_1 = _integer(1)
+_VERSION_1 = integer(1)
 # RFC 5652 §5.1: version 3 because the content type is not id-data.
-_VERSION_3 = _integer(3)
+_VERSION_3 = integer(3)
 # PKIStatusInfo of a granted request: SEQUENCE { status INTEGER granted(0) }
-_GRANTED = _tlv(_SEQUENCE, _integer(0))
+_GRANTED = tlv(SEQUENCE, integer(0))
 _OID_SIGNED_DATA = cms.ContentType("signed_data").dump()
 _OID_TST_INFO = cms.ContentType("tst_info").dump()
 _OID_MESSAGE_DIGEST = cms.CMSAttributeType("message_digest").dump()
@@ -254,22 +245,20 @@ class TimeStampAuthority:
         # and has verifiers accept both. Kept: tokens stay byte for byte what they were.
         digest_algorithm_der = algos.DigestAlgorithm({"algorithm": digest_algorithm}).dump()
         tbs = certificate["tbs_certificate"]
-        sid = _tlv(_SEQUENCE, tbs["issuer"].dump() + _integer(certificate.serial_number))
+        sid = tlv(SEQUENCE, tbs["issuer"].dump() + integer(certificate.serial_number))
         certificates = [self.certificate, *self.chain]
         return _Encoded(
             policies=policies,
             # Accuracy's fields are optional and must be absent rather than zero.
             accuracy=tsp.Accuracy({name: n for name, n in accuracy.items() if n}).dump(),
-            tsa_name=_tlv(_CONTEXT_0, _tlv(_DIRECTORY_NAME, tbs["subject"].dump())),
+            tsa_name=tlv(CONTEXT_0, tlv(_DIRECTORY_NAME, tbs["subject"].dump())),
             digest_algorithm=digest_algorithm,
             content_type_attribute=content_type.dump(),
             signing_certificate_attribute=signing_certificate.dump(),
             signer_info_head=_VERSION_1 + sid + digest_algorithm_der,
             signature_algorithm=self.signer.algorithm.dump(),
-            signed_data_head=_VERSION_3 + _tlv(_SET, digest_algorithm_der),
-            certificates=_tlv(
-                _CONTEXT_0, b"".join(sorted(c.public_bytes(Encoding.DER) for c in certificates))
-            ),
+            signed_data_head=_VERSION_3 + tlv(SET, digest_algorithm_der),
+            certificates=tlv(CONTEXT_0, set_of(c.public_bytes(Encoding.DER) for c in certificates)),
         )
 
     def respond(self, request_der: bytes) -> TimestampResult:
@@ -324,49 +313,47 @@ class TimeStampAuthority:
         gen_time = now.astimezone(UTC)
         gen_time = gen_time.replace(microsecond=gen_time.microsecond // 1000 * 1000)
         nonce = request["nonce"].native
-        tst_info = _tlv(
-            _SEQUENCE,
+        tst_info = tlv(
+            SEQUENCE,
             _VERSION_1
             + encoded.policies[request["req_policy"].native or self.policy]
             # the request was re-encoded as DER by _check: its imprint is DER as it stands
             + request["message_imprint"].dump()
-            + _integer(serial)
+            + integer(serial)
             + _generalized_time(gen_time)
             + encoded.accuracy
             # ordering: FALSE is the DEFAULT, so absent
-            + (b"" if nonce is None else _integer(nonce))
+            + (b"" if nonce is None else integer(nonce))
             + encoded.tsa_name,
         )
         message_digest = hashlib.new(encoded.digest_algorithm, tst_info).digest()
         attributes = (
             encoded.content_type_attribute,
-            _tlv(_SEQUENCE, _OID_MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING, message_digest))),
+            tlv(SEQUENCE, _OID_MESSAGE_DIGEST + tlv(SET, tlv(OCTET_STRING, message_digest))),
             encoded.signing_certificate_attribute,
         )
         # DER SET OF: the encodings in ascending order (X.690 §11.6)
-        signed_attributes = _tlv(_SET, b"".join(sorted(attributes)))
+        signed_attributes = tlv(SET, set_of(attributes))
         signature = self.signer.sign(signed_attributes)
         # In the SignerInfo the SET OF is tagged [0] IMPLICIT instead of SET.
-        signer_info = _tlv(
-            _SEQUENCE,
+        signer_info = tlv(
+            SEQUENCE,
             encoded.signer_info_head
-            + bytes((_CONTEXT_0,))
+            + bytes((CONTEXT_0,))
             + signed_attributes[1:]
             + encoded.signature_algorithm
-            + _tlv(_OCTET_STRING, signature),
+            + tlv(OCTET_STRING, signature),
         )
-        encapsulated = _tlv(
-            _SEQUENCE, _OID_TST_INFO + _tlv(_CONTEXT_0, _tlv(_OCTET_STRING, tst_info))
-        )
-        signed_data = _tlv(
-            _SEQUENCE,
+        encapsulated = tlv(SEQUENCE, _OID_TST_INFO + tlv(CONTEXT_0, tlv(OCTET_STRING, tst_info)))
+        signed_data = tlv(
+            SEQUENCE,
             encoded.signed_data_head
             + encapsulated
             + (encoded.certificates if request["cert_req"].native else b"")
-            + _tlv(_SET, signer_info),
+            + tlv(SET, signer_info),
         )
-        token = _tlv(_SEQUENCE, _OID_SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
-        der = _tlv(_SEQUENCE, _GRANTED + token)
+        token = tlv(SEQUENCE, _OID_SIGNED_DATA + tlv(CONTEXT_0, signed_data))
+        der = tlv(SEQUENCE, _GRANTED + token)
         return TimestampResult(der=der, granted=True, serial=serial, gen_time=gen_time)
 
 

@@ -34,7 +34,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,7 +53,6 @@ from signer.documents import Document, DocumentRegistry, new_document_id
 from signer.errors import (
     InvalidRequestError,
     SignerError,
-    StorageError,
     WrongCredentialError,
 )
 from signer.placement import (
@@ -71,6 +70,7 @@ from signer.store import (
     BatchItemStatus,
     BatchStatus,
     RevisionKind,
+    database_errors,
     idempotency_keys,
     signing_batch_items,
     signing_batches,
@@ -358,7 +358,7 @@ class BatchRunner:
             )
         batch_id = new_document_id()
         now = self._clock().astimezone(UTC)
-        with _storage("accepting a batch"), self._engine.begin() as connection:
+        with database_errors("accepting a batch"), self._engine.begin() as connection:
             connection.execute(
                 insert(signing_batches).values(
                     id=batch_id,
@@ -399,7 +399,7 @@ class BatchRunner:
     def batch(self, batch_id: str) -> Batch:
         """The batch with every item's status."""
         identifier = _batch_id(batch_id)
-        with _storage("reading a batch"), self._engine.connect() as connection:
+        with database_errors("reading a batch"), self._engine.connect() as connection:
             row = connection.execute(
                 select(signing_batches).where(signing_batches.c.id == identifier)
             ).first()
@@ -455,7 +455,7 @@ class BatchRunner:
             ),
         )
         claimed = []
-        with _storage("resuming batches"):
+        with database_errors("resuming batches"):
             with self._engine.connect() as connection:
                 found = (
                     connection.execute(
@@ -534,7 +534,7 @@ class BatchRunner:
                 self._active.discard(batch_id)
 
     def _work(self, batch_id: str) -> _Work:
-        with _storage("reading a batch"), self._engine.connect() as connection:
+        with database_errors("reading a batch"), self._engine.connect() as connection:
             row = connection.execute(
                 select(signing_batches).where(signing_batches.c.id == batch_id)
             ).one()
@@ -546,7 +546,7 @@ class BatchRunner:
         )
 
     def _next_pending(self, batch_id: str) -> tuple[int, str, Placement | None] | None:
-        with _storage("reading a batch"), self._engine.connect() as connection:
+        with database_errors("reading a batch"), self._engine.connect() as connection:
             row = connection.execute(
                 select(
                     signing_batch_items.c.position,
@@ -612,7 +612,7 @@ class BatchRunner:
     def _record(self, work: _Work, position: int, result: _Result) -> None:
         now = self._clock().astimezone(UTC)
         status = BatchItemStatus.DONE if result.revision is not None else BatchItemStatus.FAILED
-        with _storage("recording a batch item"), self._engine.begin() as connection:
+        with database_errors("recording a batch item"), self._engine.begin() as connection:
             self._heartbeat(connection, work, now)
             connection.execute(
                 update(signing_batch_items)
@@ -637,7 +637,7 @@ class BatchRunner:
             f"not attempted: the batch stopped after {MAX_CONSECUTIVE_OUTAGES} consecutive "
             f"failures ({message})"
         )[:MAX_ERROR_MESSAGE]
-        with _storage("recording a batch item"), self._engine.begin() as connection:
+        with database_errors("recording a batch item"), self._engine.begin() as connection:
             self._heartbeat(connection, work, now)
             connection.execute(
                 update(signing_batch_items)
@@ -672,7 +672,7 @@ class BatchRunner:
 
     def _finish(self, work: _Work) -> None:
         now = self._clock().astimezone(UTC)
-        with _storage("finishing a batch"), self._engine.begin() as connection:
+        with database_errors("finishing a batch"), self._engine.begin() as connection:
             failed = connection.execute(
                 select(func.count())
                 .select_from(signing_batch_items)
@@ -740,19 +740,6 @@ def _batch_id(value: object) -> str:
         if _ID.fullmatch(normalised):
             return normalised
     raise BatchNotFoundError(f"no batch {value!r:.40}")
-
-
-@contextlib.contextmanager
-def _storage(what: str) -> Iterator[None]:
-    """Database failures as :class:`~signer.errors.StorageError` (first line only: the
-    statement and its parameters stay out of the message)."""
-    try:
-        yield
-    except SQLAlchemyError as ex:
-        original = getattr(ex, "orig", None) or ex
-        text = str(original).strip()
-        first = text.splitlines()[0][:200] if text else type(original).__name__
-        raise StorageError(f"{what} failed in the database: {first}") from ex
 
 
 def _aware(moment: datetime) -> datetime:

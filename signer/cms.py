@@ -32,6 +32,7 @@ from asn1crypto import x509 as asn1_x509
 
 from hsm import BlockingSessionPool, HashAlg, SignScheme
 from pki.authority import Credential
+from pki.der import CONTEXT_0, CONTEXT_1, OCTET_STRING, SEQUENCE, SET, integer, set_of, tlv
 from signer.errors import TimestampFailedError, UnsupportedCredentialError
 
 MIN_RSA_BITS = 2048
@@ -41,27 +42,7 @@ Timestamper = Callable[[bytes], bytes]
 """SHA-256 of a signature value → DER TimeStampToken (a ContentInfo) over it. Raises
 :class:`~signer.errors.TimestampFailedError` when no token can be had."""
 
-# -- DER -----------------------------------------------------------------------------------
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(value)) + value
-
-
-def _der_set_of(items: Sequence[bytes]) -> bytes:
-    """Contents of a DER SET OF: the encodings in ascending order (X.690 §11.6)."""
-    return b"".join(sorted(items))
-
-
-_SEQUENCE, _SET, _OCTET_STRING, _CONTEXT_0, _CONTEXT_1 = 0x30, 0x31, 0x04, 0xA0, 0xA1
-_INTEGER_1 = b"\x02\x01\x01"
+_INTEGER_1 = integer(1)
 
 _OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
 _OID_DATA = bytes.fromhex("06092a864886f70d010701")  # 1.2.840.113549.1.7.1
@@ -73,13 +54,13 @@ _OID_SIGNING_CERTIFICATE_V2 = bytes.fromhex("060b2a864886f70d010910022f")
 _OID_SIGNATURE_TIME_STAMP_TOKEN = bytes.fromhex("060b2a864886f70d010910020e")
 
 # RFC 5754: the SHA-2 AlgorithmIdentifier has absent parameters.
-SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("0609608648016503040201"))
-SHA384_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("0609608648016503040202"))
+SHA256_ALGORITHM = tlv(SEQUENCE, bytes.fromhex("0609608648016503040201"))
+SHA384_ALGORITHM = tlv(SEQUENCE, bytes.fromhex("0609608648016503040202"))
 # RFC 5758: ecdsa-with-SHA256/384 have absent parameters.
-ECDSA_SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("06082a8648ce3d040302"))
-ECDSA_SHA384_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("06082a8648ce3d040303"))
+ECDSA_SHA256_ALGORITHM = tlv(SEQUENCE, bytes.fromhex("06082a8648ce3d040302"))
+ECDSA_SHA384_ALGORITHM = tlv(SEQUENCE, bytes.fromhex("06082a8648ce3d040303"))
 # RFC 4055: sha256WithRSAEncryption carries NULL parameters.
-RSA_SHA256_ALGORITHM = _tlv(_SEQUENCE, bytes.fromhex("06092a864886f70d01010b0500"))
+RSA_SHA256_ALGORITHM = tlv(SEQUENCE, bytes.fromhex("06092a864886f70d01010b0500"))
 
 
 def _rsassa_pss_algorithm(digest: str) -> bytes:
@@ -102,18 +83,16 @@ def _rsassa_pss_algorithm(digest: str) -> bytes:
     )
 
 
-_CONTENT_TYPE_ATTRIBUTE = _tlv(_SEQUENCE, _OID_CONTENT_TYPE + _tlv(_SET, _OID_DATA))
+_CONTENT_TYPE_ATTRIBUTE = tlv(SEQUENCE, _OID_CONTENT_TYPE + tlv(SET, _OID_DATA))
 
 
 def _message_digest_head(digest_size: int) -> bytes:
     """Everything of the message-digest attribute but the digest bytes at its end."""
-    attribute = _tlv(
-        _SEQUENCE, _OID_MESSAGE_DIGEST + _tlv(_SET, _tlv(_OCTET_STRING, bytes(digest_size)))
-    )
+    attribute = tlv(SEQUENCE, _OID_MESSAGE_DIGEST + tlv(SET, tlv(OCTET_STRING, bytes(digest_size))))
     return attribute[:-digest_size]
 
 
-_ENCAP_CONTENT_INFO = _tlv(_SEQUENCE, _OID_DATA)  # detached: no eContent
+_ENCAP_CONTENT_INFO = tlv(SEQUENCE, _OID_DATA)  # detached: no eContent
 
 
 def _signing_certificate_v2(certificate: asn1_x509.Certificate, der: bytes) -> bytes:
@@ -121,17 +100,17 @@ def _signing_certificate_v2(certificate: asn1_x509.Certificate, der: bytes) -> b
     hash SHA-256 (the DER default, so the algorithm is omitted), with IssuerSerial."""
     tbs = certificate["tbs_certificate"]
     # issuer and serial as they are in the certificate, not re-encoded
-    general_names = _tlv(_SEQUENCE, _tlv(0xA4, tbs["issuer"].dump()))
-    issuer_serial = _tlv(_SEQUENCE, general_names + tbs["serial_number"].dump())
-    ess_cert_id = _tlv(_SEQUENCE, _tlv(_OCTET_STRING, hashlib.sha256(der).digest()) + issuer_serial)
-    value = _tlv(_SEQUENCE, _tlv(_SEQUENCE, ess_cert_id))
-    return _tlv(_SEQUENCE, _OID_SIGNING_CERTIFICATE_V2 + _tlv(_SET, value))
+    general_names = tlv(SEQUENCE, tlv(0xA4, tbs["issuer"].dump()))
+    issuer_serial = tlv(SEQUENCE, general_names + tbs["serial_number"].dump())
+    ess_cert_id = tlv(SEQUENCE, tlv(OCTET_STRING, hashlib.sha256(der).digest()) + issuer_serial)
+    value = tlv(SEQUENCE, tlv(SEQUENCE, ess_cert_id))
+    return tlv(SEQUENCE, _OID_SIGNING_CERTIFICATE_V2 + tlv(SET, value))
 
 
 def _signature_timestamp_attributes(token: bytes) -> bytes:
     """SignerInfo.unsignedAttrs ([1] IMPLICIT SET OF) holding one signature timestamp."""
-    attribute = _tlv(_SEQUENCE, _OID_SIGNATURE_TIME_STAMP_TOKEN + _tlv(_SET, token))
-    return _tlv(_CONTEXT_1, attribute)
+    attribute = tlv(SEQUENCE, _OID_SIGNATURE_TIME_STAMP_TOKEN + tlv(SET, token))
+    return tlv(CONTEXT_1, attribute)
 
 
 def _algorithms(
@@ -169,8 +148,8 @@ def _max_signature_size(certificate: asn1_x509.Certificate, scheme: SignScheme) 
     if scheme is SignScheme.ECDSA:
         # ECDSA-Sig-Value with both INTEGERs at their longest (a leading 0x00)
         order_bytes = (bit_size + 7) // 8
-        integer = _tlv(0x02, bytes(order_bytes + 1))
-        return len(_tlv(_SEQUENCE, integer + integer))
+        integer = tlv(0x02, bytes(order_bytes + 1))
+        return len(tlv(SEQUENCE, integer + integer))
     return (bit_size + 7) // 8
 
 
@@ -240,13 +219,13 @@ class SigningCredential:
         digest_algorithm = SHA384_ALGORITHM if hash_alg is HashAlg.SHA384 else SHA256_ALGORITHM
         der = certificate.dump()
         tbs = certificate["tbs_certificate"]
-        sid = _tlv(_SEQUENCE, tbs["issuer"].dump() + tbs["serial_number"].dump())
+        sid = tlv(SEQUENCE, tbs["issuer"].dump() + tbs["serial_number"].dump())
         certificates = [der, *(issuer.dump() for issuer in chain if issuer.dump() != der)]
         signed_data_head = (
             _INTEGER_1
-            + _tlv(_SET, digest_algorithm)
+            + tlv(SET, digest_algorithm)
             + _ENCAP_CONTENT_INFO
-            + _tlv(_CONTEXT_0, _der_set_of(certificates))
+            + tlv(CONTEXT_0, set_of(certificates))
         )
         subject = certificate.subject.native
         prepared = cls(
@@ -281,7 +260,7 @@ class SigningCredential:
         if len(document_digest) != self.hash_alg.digest_size:
             raise ValueError(f"the document digest must be {self.hash_alg.value}")
         attributes = (*self.fixed_attributes, self.message_digest_head + document_digest)
-        return _tlv(_SET, _der_set_of(attributes))
+        return tlv(SET, set_of(attributes))
 
     def assemble(
         self, signed_attributes: bytes, signature: bytes, unsigned_attributes: bytes = b""
@@ -289,17 +268,17 @@ class SigningCredential:
         """The ContentInfo around one SignerInfo, DER. ``unsigned_attributes`` is the
         encoded ``[1] unsignedAttrs`` field, or empty."""
         # In the SignerInfo the SET OF is tagged [0] IMPLICIT instead of SET.
-        signer_info = _tlv(
-            _SEQUENCE,
+        signer_info = tlv(
+            SEQUENCE,
             self.signer_info_head
-            + bytes((_CONTEXT_0,))
+            + bytes((CONTEXT_0,))
             + signed_attributes[1:]
             + self.signature_algorithm
-            + _tlv(_OCTET_STRING, signature)
+            + tlv(OCTET_STRING, signature)
             + unsigned_attributes,
         )
-        signed_data = _tlv(_SEQUENCE, self.signed_data_head + _tlv(_SET, signer_info))
-        return _tlv(_SEQUENCE, _OID_SIGNED_DATA + _tlv(_CONTEXT_0, signed_data))
+        signed_data = tlv(SEQUENCE, self.signed_data_head + tlv(SET, signer_info))
+        return tlv(SEQUENCE, _OID_SIGNED_DATA + tlv(CONTEXT_0, signed_data))
 
     def sign(
         self,

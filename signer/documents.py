@@ -34,9 +34,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import random
 import re
 import secrets
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,6 +83,7 @@ from signer.store import (
     MAX_TITLE,
     DocumentStatus,
     RevisionKind,
+    database_errors,
     document_counters,
     document_revisions,
     documents,
@@ -96,8 +99,10 @@ DEFAULT_MAX_PAGES = 1000
 MAX_PAGE_TREE_DEPTH = 32
 """Deepest page tree accepted; real files have 2 to 4 levels."""
 
-MAX_ATTEMPTS = 8
-"""Restarts of one step that lost a race with another process (SQLite) before ``signer.busy``."""
+MAX_ATTEMPTS = 16
+"""Restarts of one step that lost a race with another process (SQLite) before ``signer.busy``;
+each after a random pause that grows with the attempt (up to 10 ms × attempts), so two
+processes that keep invalidating each other's work fall out of step."""
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
 _DOCUMENT_ID = re.compile(r"[0-7][0-9a-hjkmnp-tv-z]{25}", re.ASCII)
@@ -587,7 +592,7 @@ class DocumentRegistry:
     def document(self, document_id: str) -> Document:
         """The document's status, metadata and revisions."""
         identifier = _document_id(document_id)
-        with _storage("reading a document"), self._engine.connect() as connection:
+        with database_errors("reading a document"), self._engine.connect() as connection:
             row = connection.execute(select(documents).where(documents.c.id == identifier)).first()
             if row is None:
                 raise DocumentNotFoundError(f"no document {identifier}")
@@ -612,7 +617,7 @@ class DocumentRegistry:
             query = query.order_by(document_revisions.c.revision.desc()).limit(1)
         else:
             query = query.where(document_revisions.c.revision == revision)
-        with _storage("reading a revision"), self._engine.connect() as connection:
+        with database_errors("reading a revision"), self._engine.connect() as connection:
             row = connection.execute(query).first()
         if row is None:
             which = "" if revision is None else f" revision {revision} of"
@@ -652,7 +657,7 @@ class DocumentRegistry:
             subject_person_id=meta.subject_person_id,
             title=meta.title,
         )
-        with _storage("uploading a document"):
+        with database_errors("uploading a document"):
             replay = self._read_replay(request)
             if replay is not None:
                 return self.document(replay.document_id)
@@ -778,7 +783,7 @@ class DocumentRegistry:
     ) -> Document:
         if isinstance(credential_id, bool) or not isinstance(credential_id, int):
             raise InvalidRequestError("credential_id must be an integer")
-        with _storage(f"the {step.operation} step"):
+        with database_errors(f"the {step.operation} step"):
             # A first look without locks: cheap refusals, and the unit to serialise on.
             with self._engine.connect() as connection:
                 first = self._plan(connection, step, document_id, request, None, lock=False)
@@ -790,10 +795,11 @@ class DocumentRegistry:
                 int.from_bytes(hashlib.sha256(stripe).digest()[:4]) % _LOCK_STRIPES
             ]
             with lock, self._slots:
-                for _ in range(MAX_ATTEMPTS):
+                for attempt in range(MAX_ATTEMPTS):
                     done = self._attempt(step, document_id, credential, actor, request, placement)
                     if done is not None:
                         return self.document(done)
+                    time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter
         raise BusyError(
             f"the {step.operation} step of document {document_id} lost {MAX_ATTEMPTS} races "
             "with other processes; try again"
@@ -1229,19 +1235,6 @@ def _audit(
             details=details,
         ),
     )
-
-
-@contextlib.contextmanager
-def _storage(what: str) -> Iterator[None]:
-    """Database failures as :class:`~signer.errors.StorageError` (first line only: the
-    statement and its parameters stay out of the message)."""
-    try:
-        yield
-    except SQLAlchemyError as ex:
-        original = getattr(ex, "orig", None) or ex
-        text = str(original).strip()
-        first = text.splitlines()[0][:200] if text else type(original).__name__
-        raise StorageError(f"{what} failed in the database: {first}") from ex
 
 
 def _issue_time(moment: datetime) -> datetime:

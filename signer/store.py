@@ -11,7 +11,9 @@ those tables live on :data:`pki.store.metadata`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 
 from sqlalchemy import (
     BigInteger,
@@ -27,11 +29,27 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from audit.store import NAMING_CONVENTION
 from pki.store import pki_credentials, pki_units
+from signer.errors import StorageError
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+@contextlib.contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Database failures as :class:`~signer.errors.StorageError` (first line only: the
+    statement and its parameters stay out of the message)."""
+    try:
+        yield
+    except SQLAlchemyError as ex:
+        original = getattr(ex, "orig", None) or ex
+        text = str(original).strip()
+        first = text.splitlines()[0][:200] if text else type(original).__name__
+        raise StorageError(f"{what} failed in the database: {first}") from ex
+
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
 _Id = BigInteger().with_variant(Integer(), "sqlite")

@@ -20,6 +20,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pki.der import (
+    CONTEXT_0,
+    GENERALIZED_TIME,
+    INTEGER,
+    OBJECT_IDENTIFIER,
+    OCTET_STRING,
+    SEQUENCE,
+    SET,
+)
 from pki.tsa import TimestampResult
 from signer.cms import SHA256_ALGORITHM, Timestamper
 from signer.errors import TimestampFailedError
@@ -33,8 +42,7 @@ the serial number (≤ 20 content bytes, RFC 3161's 160 bits), genTime's fractio
 signature (≤ 2 bytes) and the DER length octets of the ≤ 8 structures enclosing them
 (≤ 1 byte each): 35 bytes at most."""
 
-_SEQUENCE, _SET, _INTEGER, _OCTET_STRING, _OID, _CONTEXT_0 = 0x30, 0x31, 0x02, 0x04, 0x06, 0xA0
-_BOOLEAN, _GENERALIZED_TIME = 0x01, 0x18
+_BOOLEAN = 0x01
 _DIGEST_SIZE = 32
 _NONCE_SIZE = 8
 _OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
@@ -42,19 +50,19 @@ _OID_TST_INFO = bytes.fromhex("060b2a864886f70d0109100104")  # 1.2.840.113549.1.
 
 # MessageImprint ::= SEQUENCE { hashAlgorithm (SHA-256, absent parameters), hashedMessage }
 _IMPRINT_HEAD = (
-    bytes((_SEQUENCE, len(SHA256_ALGORITHM) + 2 + _DIGEST_SIZE))
+    bytes((SEQUENCE, len(SHA256_ALGORITHM) + 2 + _DIGEST_SIZE))
     + SHA256_ALGORITHM
-    + bytes((_OCTET_STRING, _DIGEST_SIZE))
+    + bytes((OCTET_STRING, _DIGEST_SIZE))
 )
-_NONCE_HEAD = bytes((_INTEGER, _NONCE_SIZE))
-_VERSION_1 = bytes((_INTEGER, 1, 1))
+_NONCE_HEAD = bytes((INTEGER, _NONCE_SIZE))
+_VERSION_1 = bytes((INTEGER, 1, 1))
 _CERT_REQ = bytes((_BOOLEAN, 1, 0xFF))
 # TimeStampReq ::= SEQUENCE { version, messageImprint, nonce, certReq TRUE }: every part of
 # a fixed length, so the whole request is too.
 _REQUEST_LENGTH = (
     len(_VERSION_1 + _IMPRINT_HEAD + _NONCE_HEAD + _CERT_REQ) + _DIGEST_SIZE + _NONCE_SIZE
 )
-_REQUEST_HEAD = bytes((_SEQUENCE, _REQUEST_LENGTH)) + _VERSION_1
+_REQUEST_HEAD = bytes((SEQUENCE, _REQUEST_LENGTH)) + _VERSION_1
 
 
 def _nonce() -> int:
@@ -117,33 +125,33 @@ def _answered_token(response: bytes, imprint: bytes, nonce: bytes) -> bytes:
     echoes ``imprint`` and ``nonce`` (both DER); TimestampFailedError otherwise."""
     try:
         outer = _Elements(response, 0, len(response))
-        body = outer.enter(_SEQUENCE)
+        body = outer.enter(SEQUENCE)
         if not outer.at_end():
             raise ValueError("data after the TimeStampResp")
-        status = body.enter(_SEQUENCE)
-        granted = status.take(_INTEGER) == bytes((_INTEGER, 1, 0))  # PKIStatus granted(0)
-        token = body.take(_SEQUENCE)
+        status = body.enter(SEQUENCE)
+        granted = status.take(INTEGER) == bytes((INTEGER, 1, 0))  # PKIStatus granted(0)
+        token = body.take(SEQUENCE)
         if not body.at_end():
             raise ValueError("data after the TimeStampToken")
-        content_info = _Elements(token, 0, len(token)).enter(_SEQUENCE)
-        if content_info.take(_OID) != _OID_SIGNED_DATA:
+        content_info = _Elements(token, 0, len(token)).enter(SEQUENCE)
+        if content_info.take(OBJECT_IDENTIFIER) != _OID_SIGNED_DATA:
             raise ValueError("the token is not a SignedData")
-        signed_data = content_info.enter(_CONTEXT_0).enter(_SEQUENCE)
-        signed_data.take(_INTEGER)  # version
-        signed_data.take(_SET)  # digestAlgorithms
-        encapsulated = signed_data.enter(_SEQUENCE)
-        is_tst_info = encapsulated.take(_OID) == _OID_TST_INFO
-        tst_info = encapsulated.enter(_CONTEXT_0).enter(_OCTET_STRING).enter(_SEQUENCE)
-        tst_info.take(_INTEGER)  # version
-        tst_info.take(_OID)  # policy
-        echoed_imprint = tst_info.take(_SEQUENCE)
-        tst_info.take(_INTEGER)  # serialNumber
-        tst_info.take(_GENERALIZED_TIME)
-        if tst_info.peek() == _SEQUENCE:
-            tst_info.take(_SEQUENCE)  # accuracy
+        signed_data = content_info.enter(CONTEXT_0).enter(SEQUENCE)
+        signed_data.take(INTEGER)  # version
+        signed_data.take(SET)  # digestAlgorithms
+        encapsulated = signed_data.enter(SEQUENCE)
+        is_tst_info = encapsulated.take(OBJECT_IDENTIFIER) == _OID_TST_INFO
+        tst_info = encapsulated.enter(CONTEXT_0).enter(OCTET_STRING).enter(SEQUENCE)
+        tst_info.take(INTEGER)  # version
+        tst_info.take(OBJECT_IDENTIFIER)  # policy
+        echoed_imprint = tst_info.take(SEQUENCE)
+        tst_info.take(INTEGER)  # serialNumber
+        tst_info.take(GENERALIZED_TIME)
+        if tst_info.peek() == SEQUENCE:
+            tst_info.take(SEQUENCE)  # accuracy
         if tst_info.peek() == _BOOLEAN:
             tst_info.take(_BOOLEAN)  # ordering
-        echoed_nonce = tst_info.take(_INTEGER) if tst_info.peek() == _INTEGER else None
+        echoed_nonce = tst_info.take(INTEGER) if tst_info.peek() == INTEGER else None
     except ValueError as ex:
         raise TimestampFailedError("the TSA's answer is not a TimeStampResp") from ex
     if not (granted and is_tst_info and echoed_imprint == imprint and echoed_nonce == nonce):
