@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.environment import enroll_officer, new_token, softhsm_version, throwaway_softhsm
-from bench.signer_bench import one_page_pdf
+from bench.signer_bench import assemble_pdf, one_page_pdf
 
 if TYPE_CHECKING:
     from hsm import HsmConfig
@@ -81,19 +81,7 @@ def pdf_with_pages(pages: int) -> bytes:
         b" ".join(b"%d 0 R" % kid for kid in kids),
         pages,
     )
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def _worker(

@@ -28,7 +28,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from sqlalchemy import Engine, func, select
 
 from audit.events import Action, Actor, AuditEvent
-from bench.signer_bench import one_page_pdf
+from bench.signer_bench import assemble_pdf, one_page_pdf
 from hsm import BlockingSessionPool
 from hsm.errors import HsmUnavailableError
 from pki.authority import Authority, Credential
@@ -78,19 +78,7 @@ def pages_pdf(count: int) -> bytes:
         f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
         *[b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>"] * count,
     ]
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def draft(text: str = "CT07") -> bytes:
