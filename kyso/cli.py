@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -68,9 +67,16 @@ from pki.errors import PkiError
 from pki.store import CredentialKind, PersonRole, UnitKind
 from signer.documents import VIETNAM_TIME, Document, DraftMetadata, inspect_pdf
 from signer.errors import SignerError, WrongCredentialError
-from signer.issuing import OFFICER_FIELD, SEAL_FIELD
+from signer.issuing import OFFICER_FIELD, SEAL_FIELD, default_placement
 from signer.pades import Level
-from signer.placement import AnchorPlacement, FieldPlacement, Placement, Rect, RectPlacement
+from signer.placement import (
+    AnchorPlacement,
+    FieldPlacement,
+    Placement,
+    RectPlacement,
+    free_field_name,
+    parse_rect,
+)
 from signer.placement import Document as PlacementDocument
 from signer.stamps import MAX_PNG_BYTES, attachment_signature, officer_signature, seal_signature
 from signer.store import StampImageKind
@@ -976,7 +982,6 @@ def pki_trust_list(as_json: JsonOption = False) -> None:
 MAX_BATCH_FILES = 1000
 """Most PDFs one ``kyso sign --batch`` takes (the REST batches' bound too)."""
 
-MAX_RECT_OPTION = 200
 """Longest ``--rect`` text accepted."""
 
 issue_app = typer.Typer(
@@ -1099,19 +1104,6 @@ def refuse_existing(path: Path, *, force: bool) -> None:
         raise FileAccessError(f"the folder of {path} does not exist")
 
 
-def parse_rect(text: str) -> Rect:
-    parts = text.split(",") if len(text) <= MAX_RECT_OPTION else []
-    try:
-        values = tuple(float(part) for part in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise SigningOptionError(
-            f"--rect must be four numbers x1,y1,x2,y2 in points, got {text[:60]!r}"
-        )
-    return values[0], values[1], values[2], values[3]
-
-
 def placement_from_options(
     field: str | None, page: int | None, rect: str | None, anchor: str | None
 ) -> Placement | None:
@@ -1209,7 +1201,7 @@ def sign_document(session: SigningSession, pdf: bytes, request: SignRequest) -> 
                 "an officer's signature image (seal with 'kyso seal')"
             )
         person = session.authority.person(credential.person_id)
-        placement = request.placement or default_officer_placement(pdf, person.position)
+        placement = request.placement or default_placement(pdf, person.position)
         appearance = officer_signature(
             pdf,
             placement,
@@ -1222,7 +1214,9 @@ def sign_document(session: SigningSession, pdf: bytes, request: SignRequest) -> 
         pdf,
         credential.id,
         level=request.level,
-        field_name=free_field_name(pdf) if appearance is None else appearance.field_name,
+        field_name=free_field_name(PlacementDocument(pdf))
+        if appearance is None
+        else appearance.field_name,
         appearance=appearance,
         certify=request.certify,
     )
@@ -1237,24 +1231,6 @@ def sign_document(session: SigningSession, pdf: bytes, request: SignRequest) -> 
         certified=request.certify,
     )
     return signed
-
-
-def default_officer_placement(pdf: bytes, position: str) -> Placement:
-    """As the registry places the officer: the template's empty officer field if the PDF
-    has one, else below the officer's position title (e.g. "TRƯỞNG CÔNG AN PHƯỜNG")."""
-    if PlacementDocument(pdf).has_field(OFFICER_FIELD):
-        return FieldPlacement(name=OFFICER_FIELD)
-    return AnchorPlacement(text=position.upper())
-
-
-def free_field_name(pdf: bytes) -> str:
-    """``Signature1``, or the first ``SignatureN`` the PDF does not have yet (an invisible
-    signature on an already signed PDF)."""
-    document = PlacementDocument(pdf)
-    number = 1
-    while document.has_field(f"Signature{number}"):
-        number += 1
-    return f"Signature{number}"
 
 
 def record_signature(

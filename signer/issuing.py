@@ -56,7 +56,7 @@ class DecreeSigning:
                 f"credential {credential_id} is not an officer's", code="signer.wrong_credential"
             )
         person = self._authority.person(credential.person_id)
-        chosen = placement if placement is not None else _default_placement(pdf, person.position)
+        chosen = placement if placement is not None else default_placement(pdf, person.position)
         if not isinstance(chosen, FieldPlacement | RectPlacement | AnchorPlacement):
             raise TypeError("placement must be a signer.placement placement")
         appearance = officer_signature(
@@ -106,7 +106,10 @@ class DecreeSigning:
         )
 
 
-def _default_placement(pdf: bytes, position: str) -> Placement:
+def default_placement(pdf: bytes, position: str) -> Placement:
+    """Where the officer signs without a placement: the template's empty
+    :data:`OFFICER_FIELD` if the PDF has one, else below the officer's position title
+    (e.g. "TRƯỞNG CÔNG AN PHƯỜNG")."""
     if Document(pdf).has_field(OFFICER_FIELD):
         return FieldPlacement(name=OFFICER_FIELD)
     return AnchorPlacement(text=position.upper())

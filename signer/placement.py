@@ -9,6 +9,7 @@ Pages are assumed unrotated (``/Rotate`` is not applied to the boxes).
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 import unicodedata
@@ -39,6 +40,11 @@ ANCHOR_GAP = 4.0
 
 MIN_BOX_SIDE = 8.0
 """Smallest width or height (points) of a signature box."""
+
+MAX_COORDINATE = 14_400.0
+"""Largest coordinate (points) a rectangle may give: PDF's largest page side (200 inches)."""
+
+_RECT_TEXT = re.compile(r"\s*\[?([^\[\]]{0,200})\]?\s*")
 
 MAX_FIELD_NAME_LENGTH = 128
 """Longest signature field name accepted."""
@@ -175,6 +181,33 @@ def check_field_name(name: str) -> None:
             f"a signature field name must be 1 to {MAX_FIELD_NAME_LENGTH} printable "
             "characters without a dot"
         )
+
+
+def parse_rect(text: str) -> Rect:
+    """``x1,y1,x2,y2`` (or a JSON-like ``[x1, y1, x2, y2]``) as four finite numbers in
+    points, each within :data:`MAX_COORDINATE`."""
+    inner = _RECT_TEXT.fullmatch(text)
+    parts = inner.group(1).split(",") if inner else []
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(abs(v) <= MAX_COORDINATE for v in values):
+        raise BadPlacementError(
+            f"a rectangle is four numbers x1,y1,x2,y2 in PDF points (at most "
+            f"{MAX_COORDINATE:g}), got {text[:60]!r}"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+def free_field_name(document: Document) -> str:
+    """``Signature1``, or the first ``SignatureN`` the PDF does not use yet (an invisible
+    signature on an already signed PDF)."""
+    for number in range(1, 1000):
+        name = f"Signature{number}"
+        if not document.has_field(name):
+            return name
+    raise BadPlacementError("the PDF already has signature fields Signature1 to Signature999")
 
 
 class Document:

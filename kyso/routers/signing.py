@@ -37,12 +37,15 @@ from signer.errors import BadPlacementError, InvalidRequestError
 from signer.pades import Level
 from signer.placement import (
     MAX_ANCHOR_LENGTH,
+    MAX_COORDINATE,
     MAX_FIELD_NAME_LENGTH,
     AnchorPlacement,
     Document,
     FieldPlacement,
     Placement,
     RectPlacement,
+    free_field_name,
+    parse_rect,
 )
 from signer.stamps import VisibleSignature, officer_signature
 from signer.store import MAX_BATCH_ITEMS, BatchAction, StampImageKind
@@ -50,11 +53,8 @@ from signer.store import MAX_BATCH_ITEMS, BatchAction, StampImageKind
 ACTOR_HEADER = "X-Kyso-Actor"
 DEFAULT_ACTOR = "local"
 MAX_PAGE = 100_000
-MAX_COORDINATE = 14_400.0
-"""The largest page side PDF allows (ISO 32000-1, annex C), in points."""
 
 _ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}", re.ASCII)
-_RECT_TEXT = re.compile(r"\s*\[?([^\[\]]*)\]?\s*")
 
 
 class SigningAccessError(KysoError):
@@ -163,21 +163,6 @@ router = APIRouter(prefix="/api/v1", tags=["signing"])
 # -- one-shot signing ----------------------------------------------------------------------
 
 
-def parse_rect(text: str) -> tuple[float, float, float, float]:
-    """``x1,y1,x2,y2`` (or a JSON array of four numbers) as four finite numbers."""
-    inner = _RECT_TEXT.fullmatch(text)
-    parts = inner.group(1).split(",") if inner else []
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not all(abs(v) <= MAX_COORDINATE for v in values):
-        raise BadPlacementError(
-            f"rect must be four numbers x1,y1,x2,y2 in PDF points (at most {MAX_COORDINATE:g})"
-        )
-    return values[0], values[1], values[2], values[3]
-
-
 def form_placement(
     *,
     visible: bool | None,
@@ -213,15 +198,6 @@ def form_placement(
         return RectPlacement(page=page, rect=parse_rect(rect))
     assert anchor is not None
     return AnchorPlacement(text=anchor, page=page)
-
-
-def free_field_name(document: Document) -> str:
-    """A signature field name the document does not use yet."""
-    for number in range(1, 1000):
-        name = f"Signature{number}"
-        if not document.has_field(name):
-            return name
-    raise BadPlacementError("the PDF already has signature fields Signature1 to Signature999")
 
 
 def _appearance(
