@@ -124,14 +124,14 @@ def collect_validation_data(
     )
 
 
-def add_validation_data(pdf: bytes, data: ValidationData) -> bytes:
-    """``pdf`` with ``data`` added to its DSS in an incremental update (PAdES B-LT).
+def add_validation_data(pdf: BytesIO, data: ValidationData) -> None:
+    """Append ``data`` to the DSS of the PDF in ``pdf``, an incremental update written in
+    place (PAdES B-LT): the file is not copied, which matters for large documents.
 
     No VRI dictionary: PAdES baseline signatures do not need one, and the same data serves
     every signature of the credential."""
-    output = BytesIO(pdf)
     try:
-        writer = IncrementalPdfFileWriter(output)
+        writer = IncrementalPdfFileWriter(pdf)
         DocumentSecurityStore.supply_dss_in_writer(
             writer,
             None,
@@ -142,7 +142,6 @@ def add_validation_data(pdf: bytes, data: ValidationData) -> bytes:
         writer.write_in_place()  # type: ignore[no-untyped-call]
     except (PdfError, SigningError) as ex:
         raise InvalidDocumentError(f"the DSS cannot be added: {ex}") from ex
-    return output.getvalue()
 
 
 class InProcessTimeStamper(TimeStamper):
@@ -159,21 +158,20 @@ class InProcessTimeStamper(TimeStamper):
         return cms.ContentInfo.load(self._timestamper(message_digest))
 
 
-def add_document_timestamp(pdf: bytes, timestamper: Timestamper, *, reserve: int) -> bytes:
-    """``pdf`` with a document timestamp (ETSI.RFC3161) over all of it (PAdES B-LTA).
+def add_document_timestamp(pdf: BytesIO, timestamper: Timestamper, *, reserve: int) -> None:
+    """Append a document timestamp (ETSI.RFC3161) over all of the PDF in ``pdf``, written in
+    place (PAdES B-LTA).
 
     ``reserve`` is the largest token in bytes (:func:`signer.timestamps.timestamp_reserve`)."""
     try:
-        writer = IncrementalPdfFileWriter(BytesIO(pdf))
-        output = BytesIO()
+        writer = IncrementalPdfFileWriter(pdf)
         run_to_completion(
             PdfTimeStamper(
                 InProcessTimeStamper(timestamper), field_name=_free_field_name(writer)
-            ).async_timestamp_pdf(writer, "sha256", bytes_reserved=2 * reserve, output=output)
+            ).async_timestamp_pdf(writer, "sha256", bytes_reserved=2 * reserve, in_place=True)
         )
     except (PdfError, SigningError) as ex:
         raise InvalidDocumentError(f"the document timestamp cannot be added: {ex}") from ex
-    return output.getvalue()
 
 
 def _free_field_name(writer: IncrementalPdfFileWriter) -> str:

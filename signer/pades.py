@@ -93,7 +93,10 @@ def sign_pdf(
     if len(data) > max_size:
         raise InvalidDocumentError(f"the PDF is larger than {max_size} bytes")
     try:
-        writer = IncrementalPdfFileWriter(BytesIO(data))
+        # Signed in place: pyHanko appends the update to this stream instead of copying the
+        # file chunk by chunk into a growing second one (the peak memory of large files).
+        output = BytesIO(data)
+        writer = IncrementalPdfFileWriter(output)
         if writer.security_handler is not None:
             raise InvalidDocumentError("encrypted PDFs cannot be signed")
         if appearance is not None:
@@ -113,23 +116,22 @@ def sign_pdf(
             signer=_placeholder(credential),
             appearance=appearance,
         )
-        output = BytesIO()
         prepared, _, _ = run_to_completion(
             pdf_signer.async_digest_doc_for_signing(
-                writer, bytes_reserved=2 * credential.max_cms_size, output=output
+                writer, bytes_reserved=2 * credential.max_cms_size, in_place=True
             )
         )
     except (PdfError, SigningError) as ex:
         raise InvalidDocumentError(f"the PDF cannot be prepared for signing: {ex}") from ex
     signed_cms = credential.sign(prepared.document_digest, pool, timestamper=timestamper)
     prepared.fill_with_cms(output, signed_cms)
-    signed = output.getvalue()
+    # The later levels append to the same stream: no copy of the file per level.
     if validation_data is not None:
-        signed = add_validation_data(signed, validation_data)
+        add_validation_data(output, validation_data)
     if level == "B-LTA":
         assert timestamper is not None
-        signed = add_document_timestamp(signed, timestamper, reserve=credential.timestamp_reserve)
-    return signed
+        add_document_timestamp(output, timestamper, reserve=credential.timestamp_reserve)
+    return output.getvalue()
 
 
 def _check_level(
