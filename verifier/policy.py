@@ -1,0 +1,70 @@
+"""The validation policy: which anchors, whether LTV is required, algorithm constraints.
+
+The policy is named in every report, so a verdict can always be traced to the rules
+that produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from asn1crypto import x509
+
+from verifier.errors import InvalidPolicyError
+
+DEFAULT_POLICY_NAME = "kyso-default"
+FORBIDDEN_DIGESTS = frozenset({"sha1", "md5"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """Rules one validation runs under."""
+
+    name: str
+    """Named in the report (``policy``)."""
+    trust_anchors: tuple[bytes, ...]
+    """DER certificates a signing (or TSA) certificate must chain to."""
+    other_certificates: tuple[bytes, ...] = ()
+    """DER certificates that only help path building (intermediates); never trusted."""
+    require_ltv: bool = False
+    """Revocation status must be proven (``hard-fail``): a signature whose revocation
+    status cannot be determined is INDETERMINATE. Without it, missing revocation data is
+    accepted by this policy (``soft-fail``) but revocation data that is present still counts."""
+    allow_fetching: bool = False
+    """Fetch missing certificates and revocation data over the network (off by default:
+    only what the document and the policy carry is used)."""
+    min_rsa_bits: int = 2048
+    """Smallest RSA modulus accepted for a signing certificate's key."""
+    min_ec_bits: int = 256
+    """Smallest elliptic curve (field size in bits) accepted."""
+    forbidden_digests: frozenset[str] = field(default_factory=lambda: FORBIDDEN_DIGESTS)
+    """Message digest algorithms (asn1crypto names) that make a signature fail."""
+
+    def __post_init__(self) -> None:
+        if not self.trust_anchors:
+            raise InvalidPolicyError(f"policy {self.name!r} has no trust anchor")
+        for der in (*self.trust_anchors, *self.other_certificates):
+            try:
+                x509.Certificate.load(der).native  # noqa: B018  (forces a full parse)
+            except (ValueError, TypeError) as ex:
+                raise InvalidPolicyError(
+                    f"policy {self.name!r} holds a certificate that is not DER"
+                ) from ex
+
+    def anchors(self) -> list[x509.Certificate]:
+        return [x509.Certificate.load(der) for der in self.trust_anchors]
+
+    def others(self) -> list[x509.Certificate]:
+        return [x509.Certificate.load(der) for der in self.other_certificates]
+
+
+def default_policy(
+    anchors: Iterable[bytes | x509.Certificate],
+    *,
+    require_ltv: bool = False,
+    name: str = DEFAULT_POLICY_NAME,
+) -> Policy:
+    """The default rules (no fetching, SHA-1/MD5 and RSA < 2048 rejected) over ``anchors``."""
+    ders = tuple(a if isinstance(a, bytes) else a.dump() for a in anchors)
+    return Policy(name=name, trust_anchors=ders, require_ltv=require_ltv)
