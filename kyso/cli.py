@@ -5,6 +5,7 @@ Errors print a one-line diagnosis and exit 1; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import hashlib
 import json
@@ -1675,6 +1676,96 @@ def unit_seal_image(
     """Set the unit's seal image drawn in seal signatures (audited)."""
     sha256 = _set_stamp_image(StampImageKind.SEAL, unit_id, file)
     typer.echo(f"seal image of unit {unit_id}: SHA-256 {sha256}")
+
+
+# -- verification ----------------------------------------------------------------------------
+
+VERIFY_EXIT = {"TOTAL-PASSED": 0, "TOTAL-FAILED": 1, "INDETERMINATE": 2}
+"""Exit code of ``kyso verify`` per document indication; 3 is an input error."""
+VERIFY_INPUT_ERROR = 3
+VERIFY_POLICIES = ("kyso-default", "kyso-ltv")
+VERDICT_TEXT = {
+    "TOTAL-PASSED": "hợp lệ / valid",
+    "TOTAL-FAILED": "KHÔNG hợp lệ / NOT valid",
+    "INDETERMINATE": "chưa xác định được / indeterminate",
+}
+
+
+@app.command("verify")
+def verify_command(
+    source: Annotated[Path, typer.Argument(metavar="FILE", help="The signed PDF to check.")],
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="kyso-default, or kyso-ltv (revocation data must be in the document).",
+        ),
+    ] = "kyso-default",
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Never fetch revocation data (the only mode for now)."),
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate every signature of an untrusted PDF in an isolated worker process; exit 0
+    TOTAL-PASSED, 1 TOTAL-FAILED, 2 INDETERMINATE, 3 input error."""
+    from verifier.isolation import VerifierPool
+    from verifier.limits import Limits
+    from verifier.policy import default_policy
+    from verifier.worker import TASK, policy_options
+
+    del offline  # fetching is not built yet: every verification is offline
+    if policy not in VERIFY_POLICIES:
+        raise SigningOptionError(f"--policy must be one of {', '.join(VERIFY_POLICIES)}")
+    current = settings()
+    limits = Limits(max_bytes=current.signing_max_bytes)
+    data = read_limited(source, limits.max_bytes, what="PDF")
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            trust = open_trust_store(current, make_authority(current, engine, pool)).current
+    finally:
+        engine.dispose()
+    chosen = default_policy(
+        [anchor.dump() for anchor in trust.anchors],
+        require_ltv=policy == "kyso-ltv",
+        name=policy,
+    )
+    options = policy_options(chosen) | {
+        "others": [base64.b64encode(c.dump()).decode("ascii") for c in trust.intermediates]
+    }
+    with VerifierPool(task=TASK, workers=1, limits=limits) as workers:
+        outcome = workers.submit(data, options)
+    report = outcome.value if outcome.ok else None
+    if report is None or "error" in report:
+        error = (report or {}).get("error") or {"code": outcome.reason, "message": outcome.message}
+        if as_json:
+            echo_json({"error": error})
+        else:
+            typer.echo(f"error: {error['message']} [{error['code']}]", err=True)
+        raise typer.Exit(VERIFY_INPUT_ERROR)
+    if as_json:
+        echo_json(report)
+    else:
+        _print_verification(report)
+    raise typer.Exit(VERIFY_EXIT[report["indication"]])
+
+
+def _print_verification(report: dict[str, Any]) -> None:
+    indication = report["indication"]
+    sub = f" / {report['sub_indication']}" if report.get("sub_indication") else ""
+    typer.echo(f"Kết quả / result: {VERDICT_TEXT[indication]} ({indication}{sub})")
+    typer.echo(f"chính sách / policy: {report['policy']}; SHA-256 {report['document_sha256']}")
+    for signature in report["signatures"]:
+        certificate = signature.get("certificate") or {}
+        sub = f" / {signature['sub_indication']}" if signature.get("sub_indication") else ""
+        typer.echo(
+            f"  {signature['field']}: {signature['indication']}{sub} — "
+            f"{signature.get('signer') or certificate.get('subject') or '?'}"
+        )
+        for reason in signature.get("reasons", []):
+            typer.echo(f"    {reason['code']}: {reason['text']}")
 
 
 def _run_guarded(fn: Callable[[], T]) -> T:

@@ -473,3 +473,40 @@ def test_images_are_checked_before_they_are_stored(demo: Demo) -> None:
     (demo.root / "not.png").write_bytes(b"GIF89a not a png")
     refused = demo.run("unit", "seal-image", str(demo.unit), "not.png")
     assert_one_line_error(refused, "signer.bad_image")
+
+
+def test_verify_exit_codes_and_report(demo: Demo) -> None:
+    """``kyso verify``: 0 for what Kyso signed, 1 when a signed byte changed, 2 when the
+    policy needs revocation data the document lacks, 3 for what is not a PDF."""
+    demo.ok("sign", "draft.pdf", "-o", "verify-lt.pdf", "--credential", str(demo.officer),
+            "--level", "B-LT", "--pin-file", "pin.txt")  # fmt: skip
+    demo.ok("sign", "draft.pdf", "-o", "verify-bb.pdf", "--credential", str(demo.officer),
+            "--level", "B-B", "--pin-file", "pin.txt")  # fmt: skip
+
+    passed = demo.run("verify", "verify-lt.pdf", "--json", "--policy", "kyso-ltv")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    report = json.loads(passed.stdout)
+    assert report["indication"] == "TOTAL-PASSED"
+    (signature,) = report["signatures"]
+    assert signature["signer"] == "Nguyễn Văn Ánh"
+    for key in ("field", "sub_indication", "signing_time", "timestamp", "modification_level",
+                "coverage", "certificate"):  # fmt: skip
+        assert key in signature
+    assert "hợp lệ" in demo.ok("verify", "verify-lt.pdf").stdout
+
+    tampered = bytearray((demo.root / "verify-bb.pdf").read_bytes())
+    assert tampered[9:10] == b"%"  # the binary comment after the header: signed, never parsed
+    tampered[11] ^= 0x01
+    (demo.root / "tampered.pdf").write_bytes(bytes(tampered))
+    failed = demo.run("verify", "tampered.pdf", "--json")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert json.loads(failed.stdout)["indication"] == "TOTAL-FAILED"
+
+    unknown = demo.run("verify", "verify-bb.pdf", "--json", "--policy", "kyso-ltv")
+    assert unknown.returncode == 2, unknown.stdout + unknown.stderr
+    assert json.loads(unknown.stdout)["indication"] == "INDETERMINATE"
+
+    (demo.root / "not.pdf").write_bytes(b"hello, not a PDF")
+    refused = demo.run("verify", "not.pdf", "--json")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert json.loads(refused.stdout)["error"]["code"].startswith("verifier.")
