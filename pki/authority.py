@@ -224,6 +224,22 @@ class Credential:
     pin_locked_at: datetime | None = None
     """When the PIN locked after :data:`pki.pins.MAX_FAILURES` wrong ones; None if not."""
 
+    def check_usable(self, moment: datetime) -> None:
+        """Raise :class:`~pki.errors.CredentialUnusableError` naming why this credential,
+        as read, may not sign at ``moment`` (timezone-aware)."""
+        certificate = self.certificate
+        if self.status is not CredentialStatus.ACTIVE:
+            why = f"is {self.status.value}"
+        elif certificate is None or self.not_after is None:
+            why = "has no certificate"
+        elif moment > self.not_after:
+            why = f"expired at {self.not_after.isoformat()}"
+        elif moment < certificate.not_valid_before:
+            why = f"is not yet valid (from {certificate.not_valid_before.isoformat()})"
+        else:
+            return
+        raise CredentialUnusableError(f"credential {self.id} {why}; it cannot sign")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -1286,18 +1302,8 @@ class Authority:
         """
         moment = _now() if at is None else to_utc(at, what="at")
         credential = self.credential(credential_id)
-        certificate = credential.certificate
-        if credential.status is not CredentialStatus.ACTIVE:
-            why = f"is {credential.status.value}"
-        elif certificate is None or credential.not_after is None:
-            why = "has no certificate"
-        elif moment > credential.not_after:
-            why = f"expired at {credential.not_after.isoformat()}"
-        elif moment < certificate.not_valid_before:
-            why = f"is not yet valid (from {certificate.not_valid_before.isoformat()})"
-        else:
-            return credential
-        raise CredentialUnusableError(f"credential {credential_id} {why}; it cannot sign")
+        credential.check_usable(moment)
+        return credential
 
     def expiring(self, within: timedelta) -> list[Credential]:
         """Active credentials of every kind (the CAs, OCSP responder and TSA too) whose

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 
 from hsm import BlockingSessionPool
 from pki.authority import Authority, Credential
-from pki.errors import CredentialUnusableError
 from signer.cms import SigningCredential, Timestamper
 from signer.errors import UnsupportedCredentialError
 from signer.ltv import ValidationData, collect_validation_data
@@ -130,7 +129,8 @@ class SigningService:
                 ),
             )
         else:
-            _check_validity(prepared.credential, now)
+            # The status cannot have changed (same generation); only time can end it.
+            prepared.credential.check_usable(now)
         if level in ("B-LT", "B-LTA") and (
             prepared.validation_data is None
             or not prepared.validation_data.is_fresh(generation, now)
@@ -153,14 +153,3 @@ class SigningService:
         if self._reserve is None:
             self._reserve = measure_reserve(self._timestamper)
         return self._reserve
-
-
-def _check_validity(credential: Credential, now: datetime) -> None:
-    # The status cannot have changed (same generation); only time can end a certificate.
-    certificate = credential.certificate
-    assert certificate is not None
-    assert credential.not_after is not None
-    if now > credential.not_after or now < certificate.not_valid_before:
-        raise CredentialUnusableError(
-            f"credential {credential.id} is outside its validity period; it cannot sign"
-        )
