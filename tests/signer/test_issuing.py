@@ -4,6 +4,7 @@ the issued PDF validates offline — each signature intact, trusted, LTV-complet
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from audit.events import Actor
 from hsm import BlockingSessionPool
 from pki.authority import Authority
 from signer.blobs import FilesystemBlobStore
-from signer.documents import DocumentRegistry, DraftMetadata
+from signer.documents import Document, DocumentRegistry, DraftMetadata
 from signer.errors import AnchorNotFoundError
 from signer.images import StampImages
 from signer.issuing import OFFICER_FIELD, SEAL_FIELD, DecreeSigning
@@ -52,19 +53,39 @@ def registry(
     )
 
 
-def test_issued_document_carries_both_stamps_and_validates_offline(
-    engine: Engine, pool: BlockingSessionPool, tmp_path: Path
-) -> None:
-    authority = make_authority(engine, pool)
+@dataclass(frozen=True)
+class Issued:
+    """A CT07 document taken through the registry: uploaded, signed, sealed and issued."""
+
+    registry: DocumentRegistry
+    images: StampImages
+    document: Document
+    unit_id: int
+    person_id: int
+
+    @property
+    def pdf(self) -> bytes:
+        return self.registry.pdf(self.document.id)
+
+
+def issue(
+    engine: Engine,
+    pool: BlockingSessionPool,
+    authority: Authority,
+    tmp_path: Path,
+    *,
+    with_images: bool = True,
+) -> Issued:
+    """The commune's officer signs and its seal issues a draft, with the stamp images set
+    (``with_images``) or drawn as placeholders."""
     unit_id = commune(authority)
     person_id = add_officer(authority, unit_id)
     officer = authority.enroll_person(person_id, ADMIN)
     seal = authority.enroll_seal(unit_id, ADMIN)
     documents, images = registry(engine, pool, authority, tmp_path)
-    images.set(StampImageKind.OFFICER, person_id, blue_signature_png(), ADMIN)
-    images.set(StampImageKind.SEAL, unit_id, red_seal_png(), ADMIN)
-    assert images.get(StampImageKind.SEAL, unit_id) == red_seal_png()
-
+    if with_images:
+        images.set(StampImageKind.OFFICER, person_id, blue_signature_png(), ADMIN)
+        images.set(StampImageKind.SEAL, unit_id, red_seal_png(), ADMIN)
     draft = documents.upload(
         draft_pdf(),
         DraftMetadata(
@@ -77,8 +98,18 @@ def test_issued_document_carries_both_stamps_and_validates_offline(
     )
     documents.sign(draft.id, officer.id, Actor(id="officer-1", role="officer"))
     issued = documents.seal(draft.id, seal.id, CLERK)
+    return Issued(documents, images, issued, unit_id, person_id)
+
+
+def test_issued_document_carries_both_stamps_and_validates_offline(
+    engine: Engine, pool: BlockingSessionPool, tmp_path: Path
+) -> None:
+    authority = make_authority(engine, pool)
+    done = issue(engine, pool, authority, tmp_path)
+    assert done.images.get(StampImageKind.SEAL, done.unit_id) == red_seal_png()
+    issued = done.document
     assert issued.number_text is not None
-    pdf = documents.pdf(issued.id)
+    pdf = done.pdf
 
     reader = PdfFileReader(BytesIO(pdf))
     signatures = reader.embedded_regular_signatures

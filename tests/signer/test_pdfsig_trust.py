@@ -37,14 +37,12 @@ from pki.crl import RevocationReason
 from pki.errors import InvalidInputError
 from pki.store import CredentialKind
 from signer.cms import SigningCredential
-from signer.documents import DraftMetadata
 from signer.pades import sign_pdf
 from signer.service import SigningService
 from signer.timestamps import TsaTimestamper, timestamp_reserve
-from tests.pki.test_authority import ADMIN, add_officer, commune
-from tests.signer.test_issuing import registry as issuing_registry
+from tests.pki.test_authority import ADMIN
+from tests.signer.test_issuing import issue
 from tests.signer.test_pades import TEXT, officer
-from tests.signer.test_stamps import draft_pdf
 
 TOOLS = ("pdfsig", "certutil", "crlutil")
 
@@ -205,22 +203,8 @@ def test_pdfsig_trusts_both_signatures_of_an_issued_document(
 ) -> None:
     """The officer's certifying signature and the clerk's seal, as the registry issues them."""
     authority = served.authority
-    unit_id = commune(authority)
-    officer_credential = authority.enroll_person(add_officer(authority, unit_id), ADMIN)
-    seal = authority.enroll_seal(unit_id, ADMIN)
-    documents, _ = issuing_registry(engine, pool, authority, tmp_path)
-    draft = documents.upload(
-        draft_pdf(),
-        DraftMetadata(
-            document_type="CT07", unit_id=unit_id, service="residence",
-            subject_person_id="079203001234",
-        ),
-        ADMIN,
-    )  # fmt: skip
-    documents.sign(draft.id, officer_credential.id, ADMIN)
-    documents.seal(draft.id, seal.id, ADMIN)
     pdf = tmp_path / "issued.pdf"
-    pdf.write_bytes(documents.pdf(draft.id))
+    pdf.write_bytes(issue(engine, pool, authority, tmp_path, with_images=False).pdf)
     nssdir = nss_database(tmp_path / "nss", authority)
     report = assert_pdfsig_trusts(pdf, nssdir, signatures=2)
     assert "Công an phường Bến Thành" in report

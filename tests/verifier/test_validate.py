@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from audit.events import Actor
 from bench.signer_bench import one_page_pdf
 from hsm import BlockingSessionPool
-from signer.documents import DraftMetadata
 from signer.issuing import OFFICER_FIELD, SEAL_FIELD
-from signer.store import StampImageKind
-from tests.pki.test_authority import ADMIN, add_officer, commune, make_authority
-from tests.signer.test_issuing import CLERK, registry
-from tests.signer.test_stamps import blue_signature_png, draft_pdf, red_seal_png
+from tests.pki.test_authority import make_authority
+from tests.signer.test_issuing import issue
 from tests.verifier.fixtures import (
     appended_garbage,
     flipped_signed_byte,
@@ -85,29 +81,9 @@ def test_issued_two_signature_document_passes(
     engine: Engine, pool: BlockingSessionPool, tmp_path: Path
 ) -> None:
     authority = make_authority(engine, pool)
-    unit_id = commune(authority)
-    person_id = add_officer(authority, unit_id)
-    officer = authority.enroll_person(person_id, ADMIN)
-    seal = authority.enroll_seal(unit_id, ADMIN)
-    documents, images = registry(engine, pool, authority, tmp_path)
-    images.set(StampImageKind.OFFICER, person_id, blue_signature_png(), ADMIN)
-    images.set(StampImageKind.SEAL, unit_id, red_seal_png(), ADMIN)
-    draft = documents.upload(
-        draft_pdf(),
-        DraftMetadata(
-            document_type="CT07",
-            unit_id=unit_id,
-            service="residence",
-            subject_person_id="079203001234",
-        ),
-        CLERK,
-    )
-    documents.sign(draft.id, officer.id, Actor(id="officer-1", role="officer"))
-    issued = documents.seal(draft.id, seal.id, CLERK)
+    issued = issue(engine, pool, authority, tmp_path)
 
-    result = verify_pdf(
-        documents.pdf(issued.id), default_policy([root_der(authority)], require_ltv=True)
-    )
+    result = verify_pdf(issued.pdf, default_policy([root_der(authority)], require_ltv=True))
     assert result.indication is PASSED, result
     assert [s.field for s in result.signatures] == [OFFICER_FIELD, SEAL_FIELD]
     assert [s.kind for s in result.signatures] == ["certification", "approval"]
