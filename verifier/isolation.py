@@ -247,6 +247,11 @@ class VerifierPool:
             if self._closed:
                 self._retire(worker, kill=False)
                 break
+            if worker.process.poll() is not None:
+                # Died while idle (killed from outside, the OOM killer): not this task's doing.
+                self._retire(worker, kill=True)
+                self._replace()
+                continue
             try:
                 worker.wait_ready()
             except IsolationError as ex:

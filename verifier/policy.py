@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from asn1crypto import x509
+from asn1crypto import crl, x509
 
 from verifier.errors import InvalidPolicyError
+from verifier.fetching import FetchPolicy
 
 DEFAULT_POLICY_NAME = "kyso-default"
 FORBIDDEN_DIGESTS = frozenset({"sha1", "md5"})
@@ -28,12 +29,16 @@ class Policy:
     other_certificates: tuple[bytes, ...] = ()
     """DER certificates that only help path building (intermediates); never trusted."""
     require_ltv: bool = False
-    """Revocation status must be proven (``hard-fail``): a signature whose revocation
-    status cannot be determined is INDETERMINATE. Without it, missing revocation data is
-    accepted by this policy (``soft-fail``) but revocation data that is present still counts."""
-    allow_fetching: bool = False
-    """Fetch missing certificates and revocation data over the network (off by default:
-    only what the document and the policy carry is used)."""
+    """The proof of revocation status must be in the document itself (PAdES B-LT and up):
+    :attr:`crls` and fetching are not used. Under every policy a signature whose
+    revocation status cannot be determined is INDETERMINATE, never passed."""
+    crls: tuple[bytes, ...] = ()
+    """DER CRLs of the service's own CAs, read from its database: the status of the
+    certificates it issued, with no network round trip. Ignored when :attr:`require_ltv`."""
+    fetch: FetchPolicy | None = None
+    """Fetch missing certificates and revocation data over the network under this fetch
+    policy (``None``, the default: only what the document and the policy carry is used).
+    Never used when :attr:`require_ltv`."""
     min_rsa_bits: int = 2048
     """Smallest RSA modulus accepted for a signing certificate's key."""
     min_ec_bits: int = 256
@@ -51,6 +56,13 @@ class Policy:
                 raise InvalidPolicyError(
                     f"policy {self.name!r} holds a certificate that is not DER"
                 ) from ex
+        for der in self.crls:
+            try:
+                crl.CertificateList.load(der).native  # noqa: B018
+            except (ValueError, TypeError) as ex:
+                raise InvalidPolicyError(
+                    f"policy {self.name!r} holds a CRL that is not DER"
+                ) from ex
 
     def anchors(self) -> list[x509.Certificate]:
         return [x509.Certificate.load(der) for der in self.trust_anchors]
@@ -58,13 +70,18 @@ class Policy:
     def others(self) -> list[x509.Certificate]:
         return [x509.Certificate.load(der) for der in self.other_certificates]
 
+    def revocation_lists(self) -> list[crl.CertificateList]:
+        """The CRLs this policy contributes (none when the document must prove status)."""
+        return [] if self.require_ltv else [crl.CertificateList.load(der) for der in self.crls]
+
 
 def default_policy(
     anchors: Iterable[bytes | x509.Certificate],
     *,
     require_ltv: bool = False,
+    crls: Iterable[bytes] = (),
     name: str = DEFAULT_POLICY_NAME,
 ) -> Policy:
     """The default rules (no fetching, SHA-1/MD5 and RSA < 2048 rejected) over ``anchors``."""
     ders = tuple(a if isinstance(a, bytes) else a.dump() for a in anchors)
-    return Policy(name=name, trust_anchors=ders, require_ltv=require_ltv)
+    return Policy(name=name, trust_anchors=ders, require_ltv=require_ltv, crls=tuple(crls))

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from verifier.validate import CertificateInfo, DocumentResult, SignatureResult, TimestampInfo
+from verifier.validate import (
+    CertificateInfo,
+    DocumentResult,
+    RevocationInfo,
+    SignatureResult,
+    TimestampInfo,
+)
 
 SCHEMA_VERSION = 1
 """Bumped whenever a field changes meaning or disappears; new fields do not bump it."""
@@ -41,6 +47,7 @@ def _signature(signature: SignatureResult) -> dict[str, Any]:
         "coverage": signature.coverage,
         "revision": signature.revision,
         "certificate": _certificate(certificate),
+        "revocation": _revocation(signature.revocation),
     }
 
 
@@ -68,4 +75,15 @@ def _certificate(certificate: CertificateInfo | None) -> dict[str, Any] | None:
         "serial": str(certificate.serial),
         "not_before": _time(certificate.not_before),
         "not_after": _time(certificate.not_after),
+    }
+
+
+def _revocation(revocation: RevocationInfo | None) -> dict[str, Any] | None:
+    if revocation is None:
+        return None
+    return {
+        "source": revocation.source,
+        "kind": revocation.kind,
+        "status": revocation.status,
+        "time": _time(revocation.time),
     }

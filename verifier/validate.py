@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from io import BytesIO
 
-from asn1crypto import x509
+from asn1crypto import crl, ocsp, x509
 from pyhanko.pdf_utils.generic import DictionaryObject
-from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.misc import PdfDecodeLimitError, PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.ades.report import AdESStatus, AdESSubIndic
+from pyhanko.sign.ades.report import AdESIndeterminate, AdESStatus, AdESSubIndic
 from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
 from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.validation import (
@@ -37,16 +36,21 @@ from pyhanko.sign.validation.status import (
     SignatureCoverageLevel,
     TimestampSignatureStatus,
 )
-from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import InsufficientRevinfoError
 
 from verifier.errors import InputTooLargeError, UnreadableDocumentError
+from verifier.fetching import fetcher_backend
 from verifier.indications import SEVERITY, Indication, SubIndication
+from verifier.limits import Limits
+from verifier.parsing import decode_limit_error, depth_error, open_reader
 from verifier.policy import Policy
 
-MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
-"""Default cap on the size of a document handed to :func:`verify_pdf`."""
 MAX_SIGNATURES = 64
 """Signature fields beyond this many make the document INDETERMINATE (not validated)."""
+
+REVOCATION_MODE = "require"
+"""pyhanko-certvalidator's revocation mode for every path: status is required."""
 
 _ACCEPTED_LEVELS = (
     ModificationLevel.NONE,
@@ -101,6 +105,21 @@ class TimestampInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RevocationInfo:
+    """The newest revocation data at hand for the signing certificate."""
+
+    source: str
+    """``document`` (DSS or the signature itself), ``kyso`` (the service's own CA data,
+    read from its database) or ``fetched`` (through the fetch policy)."""
+    kind: str
+    """``ocsp`` or ``crl``."""
+    status: str
+    """``good``, ``revoked`` or ``unknown``, as that data says."""
+    time: datetime
+    """When the data was produced (OCSP thisUpdate, CRL thisUpdate)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SignatureResult:
     """The verdict on one embedded signature or document timestamp."""
 
@@ -127,6 +146,10 @@ class SignatureResult:
     """How much of the file the signature covers (``ENTIRE_FILE``, ``ENTIRE_REVISION``...)."""
     revision: int | None
     """The revision (0-based) the signature signs."""
+    revocation: RevocationInfo | None = None
+    """The revocation data found for the signing certificate, if any."""
+    changed_form_fields: tuple[str, ...] = ()
+    """Form fields filled or changed after this signature (difference analysis)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,29 +170,41 @@ class DocumentResult:
     """SHA-256 of the exact bytes validated, lowercase hex."""
 
 
-def verify_pdf(
-    data: bytes, policy: Policy, *, max_bytes: int = MAX_DOCUMENT_BYTES
-) -> DocumentResult:
+def verify_pdf(data: bytes, policy: Policy, *, limits: Limits | None = None) -> DocumentResult:
     """Validate every signature of ``data`` under ``policy``.
 
     Raises :class:`~verifier.errors.VerifierError` only for input that cannot be looked
-    at (too large, not a strictly readable PDF); any problem with a signature is a result.
+    at (too large, not a strictly readable PDF) or that goes past a parse cap of
+    ``limits`` (:class:`~verifier.limits.LimitExceededError`); any problem with a
+    signature is a result.
     Runs its own event loop (pyHanko's validation is async): call it from a worker thread
     or process, not from inside a running loop — use :func:`async_verify_pdf` there.
     """
-    return asyncio.run(async_verify_pdf(data, policy, max_bytes=max_bytes))
+    return asyncio.run(async_verify_pdf(data, policy, limits=limits))
 
 
 async def async_verify_pdf(
-    data: bytes, policy: Policy, *, max_bytes: int = MAX_DOCUMENT_BYTES
+    data: bytes, policy: Policy, *, limits: Limits | None = None
 ) -> DocumentResult:
     """The async form of :func:`verify_pdf`."""
-    if len(data) > max_bytes:
-        raise InputTooLargeError(f"the document is {len(data)} bytes; at most {max_bytes}")
+    limits = limits or Limits()
+    if len(data) > limits.max_bytes:
+        raise InputTooLargeError(f"the document is {len(data)} bytes; at most {limits.max_bytes}")
+    try:
+        return await _verify(data, policy, limits)
+    except PdfDecodeLimitError as ex:
+        raise decode_limit_error(limits) from ex
+    except RecursionError as ex:
+        raise depth_error(limits) from ex
+
+
+async def _verify(data: bytes, policy: Policy, limits: Limits) -> DocumentResult:
     digest = hashlib.sha256(data).hexdigest()
-    reader = _read(data)
+    reader = open_reader(data, limits)
     try:
         fields = list(enumerate_sig_fields(reader, filled_status=True))
+    except (PdfDecodeLimitError, RecursionError):
+        raise
     except (PdfError, ValueError, TypeError, KeyError, AttributeError) as ex:
         raise UnreadableDocumentError("the signature fields cannot be read") from ex
     if not fields:
@@ -203,39 +238,46 @@ async def async_verify_pdf(
             )
         )
     results.sort(key=lambda r: (r.revision is None, r.revision or 0))
-    return _document(results, policy, digest)
+    return _document(_unsigned_form_changes(results), policy, digest)
 
 
-def _read(data: bytes) -> PdfFileReader:
-    # Strict parsing only: a file pyHanko has to repair is a file whose signed bytes and
-    # displayed content may differ, so it is refused rather than repaired.
-    try:
-        reader = PdfFileReader(BytesIO(data), strict=True)
-    except (PdfError, ValueError, TypeError, KeyError, IndexError, AttributeError) as ex:
-        raise UnreadableDocumentError("the input is not a PDF that can be read strictly") from ex
-    if reader.encrypted:
-        raise UnreadableDocumentError("encrypted PDFs are not verified")
-    return reader
+@dataclass(frozen=True)
+class _Context:
+    """A validation context and where each piece of its revocation data came from."""
+
+    validation: ValidationContext
+    sources: dict[bytes, str]
+    """DER of a CRL or OCSP response → ``document`` or ``kyso``; absent → fetched."""
+    fetching: bool
 
 
-def _validation_context(reader: PdfFileReader, policy: Policy) -> ValidationContext:
+def _validation_context(reader: PdfFileReader, policy: Policy) -> _Context:
+    crls = policy.revocation_lists()
+    fetch = None if policy.require_ltv else policy.fetch
     settings: dict[str, object] = {
         "trust_roots": policy.anchors(),
         "other_certs": policy.others(),
-        "allow_fetching": policy.allow_fetching,
-        "revocation_mode": "hard-fail" if policy.require_ltv else "soft-fail",
+        "allow_fetching": fetch is not None,
+        # Revocation status must be known for every certificate of the path: a signature
+        # whose status nobody can vouch for is INDETERMINATE, never passed.
+        "revocation_mode": REVOCATION_MODE,
+        "crls": crls,
+        "ocsps": [],
     }
-    # Empty lists, not None: "no revocation data at hand" rather than "none configured",
-    # which pyhanko-certvalidator refuses under hard-fail without fetching.
-    bare = {**settings, "ocsps": [], "crls": []}
+    if fetch is not None:
+        settings["fetcher_backend"] = fetcher_backend(fetch)
+    sources = {c.dump(): "kyso" for c in crls}
     try:
         dss = DocumentSecurityStore.read_dss(reader)
+        context = dss.as_validation_context(settings)
     except NoDSSFoundError:
-        return ValidationContext(**bare)  # type: ignore[arg-type]
+        context = ValidationContext(**settings)  # type: ignore[arg-type]
     except (PdfError, ValueError, TypeError, KeyError, AttributeError):
         # An unreadable DSS adds nothing; validation then goes without its data.
-        return ValidationContext(**bare)  # type: ignore[arg-type]
-    return dss.as_validation_context(settings)
+        context = ValidationContext(**settings)  # type: ignore[arg-type]
+    for item in (*context.crls, *context.ocsps):
+        sources.setdefault(item.dump(), "document")
+    return _Context(validation=context, sources=sources, fetching=fetch is not None)
 
 
 async def _verify_field(
@@ -243,7 +285,7 @@ async def _verify_field(
     data: bytes,
     name: str,
     field: DictionaryObject,
-    context: ValidationContext,
+    context: _Context,
     policy: Policy,
     last_revision: int,
     unrevised_tail: bool,
@@ -252,16 +294,18 @@ async def _verify_field(
         embedded = EmbeddedPdfSignature(reader, field, name)
         kind = _kind(embedded)
         revision = embedded.signed_revision
+    except (PdfDecodeLimitError, RecursionError):
+        raise  # a parse cap: the whole document is INDETERMINATE, not this signature FAILED
     except Exception as ex:  # untrusted input: any parse failure is a verdict
         return _failed_to_parse(name, ex)
     try:
         if kind == "document_timestamp":
             status: (
                 PdfSignatureStatus | DocumentTimestampStatus
-            ) = await async_validate_pdf_timestamp(embedded, validation_context=context)
+            ) = await async_validate_pdf_timestamp(embedded, validation_context=context.validation)
         else:
             status = await async_validate_pdf_signature(
-                embedded, signer_validation_context=context, skip_diff=False
+                embedded, signer_validation_context=context.validation, skip_diff=False
             )
     except SignatureValidationError as ex:
         return _bare(
@@ -271,6 +315,8 @@ async def _verify_field(
             Reason(code="validation_error", text=f"The signature cannot be validated: {ex}"),
             revision,
         )
+    except (PdfDecodeLimitError, RecursionError):
+        raise
     except Exception as ex:  # untrusted input: never a crash, always a verdict
         return _bare(
             name,
@@ -286,7 +332,11 @@ async def _verify_field(
     trailing = unrevised_tail or (
         revision == last_revision and _bytes_after_signed_zone(embedded, data)
     )
-    reasons = _judge(status, kind, policy, trailing=trailing)
+    revocation_unknown = (
+        status.trust_problem_indic is AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE
+        and await _lacks_revocation_data(status.signing_cert, embedded, context.validation)
+    )
+    reasons = _judge(status, kind, policy, trailing=trailing, revocation_unknown=revocation_unknown)
     indication: Indication = Indication.TOTAL_PASSED
     sub: SubIndication | None = None
     if reasons:
@@ -305,7 +355,141 @@ async def _verify_field(
         modification_level=status.modification_level.name if status.modification_level else None,
         coverage=status.coverage.name if status.coverage is not None else None,
         revision=revision,
+        revocation=_revocation(status.signing_cert, context),
+        changed_form_fields=_changed_fields(status),
     )
+
+
+def _changed_fields(status: PdfSignatureStatus | DocumentTimestampStatus) -> tuple[str, ...]:
+    diff = status.diff_result
+    # Below FORM_FILLING pyHanko found no field value or appearance change worth the name
+    # (it may still list fields whose dictionaries an LTA update touched).
+    if (
+        diff is None
+        or isinstance(diff, SuspiciousModification)
+        or diff.modification_level is not ModificationLevel.FORM_FILLING
+    ):
+        return ()
+    return tuple(sorted(str(name) for name in diff.changed_form_fields))
+
+
+def _unsigned_form_changes(results: list[SignatureResult]) -> list[SignatureResult]:
+    """Fail a signature after which a form field changed that no later signature signs.
+
+    pyHanko grades filling any field as FORM_FILLING, which an approval signature without
+    DocMDP does not forbid; but a field value or widget appearance changed after signing
+    is exactly how a shadow attack replaces what the signer saw, and an unsigned new
+    signature field can paint anything over the page. After a signature only signature
+    fields signed in a later revision may change.
+    """
+    judged = []
+    for result in results:
+        later = {
+            other.field
+            for other in results
+            if other.revision is not None
+            and result.revision is not None
+            and other.revision > result.revision
+            and other.certificate is not None
+        }
+        unsigned = [name for name in result.changed_form_fields if name not in later]
+        if not unsigned:
+            judged.append(result)
+            continue
+        reason = Reason(
+            code="unsigned_form_change",
+            text="Form fields changed after this signature without being signed later: "
+            + ", ".join(unsigned[:8]),
+        )
+        judged.append(
+            replace(
+                result,
+                indication=Indication.TOTAL_FAILED,
+                sub_indication=SubIndication.FORMAT_FAILURE,
+                reasons=(reason, *result.reasons)
+                if result.indication is not Indication.TOTAL_FAILED
+                else (*result.reasons, reason),
+            )
+        )
+    return judged
+
+
+async def _lacks_revocation_data(
+    certificate: x509.Certificate, embedded: EmbeddedPdfSignature, context: ValidationContext
+) -> bool:
+    """Whether the path of ``certificate`` fails for want of revocation data only.
+
+    pyHanko reports that as a general chain failure; it is the most common reason a valid
+    signature cannot be confirmed offline, so the report names it.
+    """
+    intermediates = [
+        c.chosen
+        for c in embedded.signed_data["certificates"]
+        if isinstance(c.chosen, x509.Certificate)
+    ]
+    validator = CertificateValidator(
+        certificate, intermediate_certs=intermediates, validation_context=context
+    )
+    try:
+        await validator.async_validate_path()
+    except InsufficientRevinfoError:
+        return True
+    except Exception:  # untrusted input: any other failure is not this one
+        return False
+    return False
+
+
+def _revocation(certificate: x509.Certificate, context: _Context) -> RevocationInfo | None:
+    """The newest revocation data in ``context`` about ``certificate`` (a revoked answer
+    first), for the report; the verdict itself is certvalidator's."""
+    found: list[RevocationInfo] = []
+
+    def source(item: ocsp.OCSPResponse | crl.CertificateList) -> str:
+        return context.sources.get(item.dump(), "fetched" if context.fetching else "document")
+
+    for response in context.validation.ocsps:
+        try:
+            basic = response["response_bytes"]["response"].parsed
+            for single in basic["tbs_response_data"]["responses"]:
+                cert_id = single["cert_id"]
+                if cert_id["serial_number"].native != certificate.serial_number:
+                    continue
+                algorithm = cert_id["hash_algorithm"]["algorithm"].native
+                issuer_hash = hashlib.new(algorithm, certificate.issuer.dump()).digest()
+                if cert_id["issuer_name_hash"].native != issuer_hash:
+                    continue
+                found.append(
+                    RevocationInfo(
+                        source=source(response),
+                        kind="ocsp",
+                        status=str(single["cert_status"].name),
+                        time=single["this_update"].native,
+                    )
+                )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+    for revocation_list in context.validation.crls:
+        try:
+            tbs = revocation_list["tbs_cert_list"]
+            if tbs["issuer"] != certificate.issuer:
+                continue
+            revoked = any(
+                entry["user_certificate"].native == certificate.serial_number
+                for entry in tbs["revoked_certificates"]
+            )
+            found.append(
+                RevocationInfo(
+                    source=source(revocation_list),
+                    kind="crl",
+                    status="revoked" if revoked else "good",
+                    time=tbs["this_update"].native,
+                )
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+    if not found:
+        return None
+    return max(found, key=lambda r: (r.status == "revoked", r.time))
 
 
 Finding = tuple[Indication, SubIndication, Reason]
@@ -317,6 +501,7 @@ def _judge(
     policy: Policy,
     *,
     trailing: bool,
+    revocation_unknown: bool = False,
 ) -> list[Finding]:
     """Every reason ``status`` is not TOTAL-PASSED under ``policy``, worst first."""
     failed, indeterminate = Indication.TOTAL_FAILED, Indication.INDETERMINATE
@@ -365,6 +550,15 @@ def _judge(
                 f"{details.revocation_date.isoformat()} and nothing proves the signature "
                 "existed before that.",
             )
+    elif revocation_unknown:
+        add(
+            indeterminate,
+            SubIndication.TRY_LATER,
+            "revocation_unknown",
+            "The revocation status of a certificate in the signer's chain cannot be "
+            "determined: the document carries no revocation data for it, and neither the "
+            "service's own CA data nor an allowed fetch provides it.",
+        )
     elif status.trust_problem_indic is not None:
         indication, sub = _from_ades(status.trust_problem_indic)
         add(

@@ -9,12 +9,17 @@ the error's stable code, not a crash of the worker.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from verifier.errors import VerifierError
-from verifier.limits import active_limits
+from verifier.fetching import FetchPolicy
+from verifier.limits import LimitExceededError, active_limits
+from verifier.parsing import install_depth_limit, open_reader
 from verifier.policy import Policy
 from verifier.report import to_json
+from verifier.revisions import describe_reader_revisions
 from verifier.validate import verify_pdf
 
 TASK = "verifier.worker:verify_in_worker"
@@ -25,22 +30,48 @@ def policy_options(policy: Policy) -> dict[str, Any]:
     """``policy`` as the JSON-compatible options of :func:`verify_in_worker`."""
     return {
         "policy": policy.name,
-        "anchors": [base64.b64encode(der).decode("ascii") for der in policy.trust_anchors],
-        "others": [base64.b64encode(der).decode("ascii") for der in policy.other_certificates],
+        "anchors": _encode(policy.trust_anchors),
+        "others": _encode(policy.other_certificates),
+        "crls": _encode(policy.crls),
         "require_ltv": policy.require_ltv,
+        "fetch": None if policy.fetch is None else policy.fetch.to_options(),
     }
 
 
 def verify_in_worker(data: bytes, options: dict[str, Any]) -> dict[str, Any]:
     """The report of ``data`` under the policy in ``options``, or ``{"error": {code,
-    message}}`` when the input cannot be verified at all (not a PDF, damaged, too large)."""
+    message}}`` when the input cannot be verified at all (not a PDF, damaged, too large).
+
+    With the report come ``verified_at`` and, unless ``options["revisions"]`` is false,
+    the ``revisions`` list (with page thumbnails when ``options["thumbnails"]``): they are
+    made here because only a worker may parse or render the untrusted document."""
     try:
         policy = Policy(
             name=str(options["policy"]),
-            trust_anchors=tuple(base64.b64decode(a) for a in options["anchors"]),
-            other_certificates=tuple(base64.b64decode(a) for a in options.get("others", ())),
+            trust_anchors=_decode(options["anchors"]),
+            other_certificates=_decode(options.get("others", ())),
+            crls=_decode(options.get("crls", ())),
             require_ltv=bool(options.get("require_ltv", False)),
+            fetch=None if not options.get("fetch") else FetchPolicy.from_options(options["fetch"]),
         )
-        return to_json(verify_pdf(data, policy, max_bytes=active_limits().max_bytes))
+        limits = active_limits()
+        install_depth_limit(limits.max_depth)
+        report = to_json(verify_pdf(data, policy, limits=limits))
+        report["verified_at"] = datetime.now(UTC).isoformat()
+        if options.get("revisions", True):
+            report["revisions"] = describe_reader_revisions(
+                open_reader(data, limits), data, thumbnails=bool(options.get("thumbnails"))
+            )
+        return report
+    except LimitExceededError:
+        raise  # the pool reports it as the outcome's reason: a limit, not an input error
     except VerifierError as ex:
         return {"error": {"code": ex.code, "message": ex.message}}
+
+
+def _encode(items: Iterable[bytes]) -> list[str]:
+    return [base64.b64encode(der).decode("ascii") for der in items]
+
+
+def _decode(items: Iterable[str]) -> tuple[bytes, ...]:
+    return tuple(base64.b64decode(item) for item in items)

@@ -23,12 +23,20 @@ from pki.authority import Authority
 from pki.store import CredentialKind
 from tests.signer.test_ltv import service
 from tests.signer.test_pades import TEXT, officer
+from verifier.policy import Policy, default_policy
 
 
 def root_der(authority: Authority) -> bytes:
     """The demo root, DER: the anchor Kyso's own documents chain to."""
     certificate: asn1_x509.Certificate = authority.ca_certificate(CredentialKind.ROOT_CA)
     return bytes(certificate.dump())
+
+
+def kyso_policy(authority: Authority, *, require_ltv: bool = False) -> Policy:
+    """The default policy as the service builds it: the demo root as the anchor and the
+    current CRLs of Kyso's own CAs, read from the database."""
+    crls = [authority.current_crl(k) for k in (CredentialKind.ROOT_CA, CredentialKind.ISSUING_CA)]
+    return default_policy([root_der(authority)], require_ltv=require_ltv, crls=crls)
 
 
 def signed(authority: Authority, pool: BlockingSessionPool, level: str = "B-B") -> bytes:

@@ -4,6 +4,7 @@ anchor, appended bytes and later content changes never pass; the JSON carries ev
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,16 @@ from tests.verifier.fixtures import (
     appended_garbage,
     flipped_signed_byte,
     foreign_root,
+    kyso_policy,
     replaced_page_content,
     root_der,
     signed,
     zeroed_contents,
 )
 from verifier.errors import InputTooLargeError, InvalidPolicyError, UnreadableDocumentError
+from verifier.fetching import FetchPolicy
 from verifier.indications import Indication, SubIndication
+from verifier.limits import Limits
 from verifier.policy import Policy, default_policy
 from verifier.report import SCHEMA_VERSION, to_json
 from verifier.validate import DocumentResult, SignatureResult, verify_pdf
@@ -54,7 +58,7 @@ def codes(result: DocumentResult) -> set[str]:
 def test_kyso_signed_levels_pass(engine: Engine, pool: BlockingSessionPool, level: str) -> None:
     authority = make_authority(engine, pool)
     data = signed(authority, pool, level)
-    result = verify_pdf(data, default_policy([root_der(authority)]))
+    result = verify_pdf(data, kyso_policy(authority))
     assert result.indication is PASSED, result
     assert result.sub_indication is None
     kinds = [s.kind for s in result.signatures]
@@ -64,17 +68,25 @@ def test_kyso_signed_levels_pass(engine: Engine, pool: BlockingSessionPool, leve
     assert first.certificate.common_name
     assert first.modification_level in ("NONE", "LTA_UPDATES")
     assert (first.timestamp is not None) == (level != "B-B")
-    garbage = verify_pdf(appended_garbage(data), default_policy([root_der(authority)]))
+    garbage = verify_pdf(appended_garbage(data), kyso_policy(authority))
     assert garbage.indication is FAILED, garbage
     assert all("unsigned_trailing_bytes" in codes_of(s) for s in garbage.signatures)
     if level in ("B-LT", "B-LTA"):
-        strict = verify_pdf(data, default_policy([root_der(authority)], require_ltv=True))
+        strict = verify_pdf(data, kyso_policy(authority, require_ltv=True))
         assert strict.indication is PASSED, strict
     else:
         # revocation status cannot be determined offline: a warning, never a pass
-        strict = verify_pdf(data, default_policy([root_der(authority)], require_ltv=True))
+        strict = verify_pdf(data, kyso_policy(authority, require_ltv=True))
         assert strict.indication is INDETERMINATE, strict
-        assert strict.signatures[0].reasons[0].code == "chain_not_validated"
+        assert strict.signatures[0].reasons[0].code == "revocation_unknown"
+        assert strict.sub_indication is SubIndication.TRY_LATER
+    # Without the CRLs of Kyso's own CAs, status is only what the document proves.
+    bare = verify_pdf(data, default_policy([root_der(authority)]))
+    assert bare.indication is (PASSED if level in ("B-LT", "B-LTA") else INDETERMINATE), bare
+    revocation = result.signatures[0].revocation
+    assert revocation is not None
+    assert revocation.status == "good"
+    assert revocation.source == ("document" if level in ("B-LT", "B-LTA") else "kyso")
 
 
 def test_issued_two_signature_document_passes(
@@ -83,7 +95,7 @@ def test_issued_two_signature_document_passes(
     authority = make_authority(engine, pool)
     issued = issue(engine, pool, authority, tmp_path)
 
-    result = verify_pdf(issued.pdf, default_policy([root_der(authority)], require_ltv=True))
+    result = verify_pdf(issued.pdf, kyso_policy(authority, require_ltv=True))
     assert result.indication is PASSED, result
     assert [s.field for s in result.signatures] == [OFFICER_FIELD, SEAL_FIELD]
     assert [s.kind for s in result.signatures] == ["certification", "approval"]
@@ -96,7 +108,7 @@ def test_tampering_and_foreign_anchors_never_pass(
 ) -> None:
     authority = make_authority(engine, pool)
     data = signed(authority, pool, "B-T")
-    policy = default_policy([root_der(authority)])
+    policy = kyso_policy(authority)
     assert verify_pdf(data, policy).indication is PASSED
 
     foreign = verify_pdf(data, default_policy([foreign_root()]))
@@ -143,7 +155,7 @@ def test_forbidden_digest_fails_by_policy(engine: Engine, pool: BlockingSessionP
 
 def test_json_report_has_every_field(engine: Engine, pool: BlockingSessionPool) -> None:
     authority = make_authority(engine, pool)
-    result = verify_pdf(signed(authority, pool, "B-T"), default_policy([root_der(authority)]))
+    result = verify_pdf(signed(authority, pool, "B-T"), kyso_policy(authority))
     report = to_json(result)
     json.dumps(report)  # plain JSON types only
     assert report["schema_version"] == SCHEMA_VERSION
@@ -188,7 +200,7 @@ def test_unsigned_and_unreadable_inputs() -> None:
     )
     assert unsigned.reasons[0].code == "no_signature"
     with pytest.raises(InputTooLargeError) as too_large:
-        verify_pdf(one_page_pdf(), policy, max_bytes=100)
+        verify_pdf(one_page_pdf(), policy, limits=Limits(max_bytes=100))
     assert too_large.value.code == "verifier.input_too_large"
     with pytest.raises(UnreadableDocumentError):
         verify_pdf(b"%PDF-1.7\nnot really", policy)
@@ -196,3 +208,16 @@ def test_unsigned_and_unreadable_inputs() -> None:
         Policy(name="empty", trust_anchors=())
     with pytest.raises(InvalidPolicyError, match="not DER"):
         Policy(name="bad", trust_anchors=(b"nope",))
+
+
+def test_fetching_only_under_the_fetch_policy(engine: Engine, pool: BlockingSessionPool) -> None:
+    """Kyso's certificates name their OCSP responder; a fetch policy that does not allow its
+    host leaves the status unknown (never passed), and Kyso's own CRLs answer without it."""
+    authority = make_authority(engine, pool)
+    data = signed(authority, pool, "B-B")
+    fetch = FetchPolicy(allowed=("ocsp.example.invalid",), timeout_seconds=1)
+    offline = replace(default_policy([root_der(authority)]), fetch=fetch)
+    result = verify_pdf(data, offline)
+    assert result.indication is INDETERMINATE, result
+    assert result.signatures[0].reasons[0].code == "revocation_unknown"
+    assert verify_pdf(data, replace(kyso_policy(authority), fetch=fetch)).indication is PASSED
