@@ -41,9 +41,11 @@ from kyso.routers import documents as document_routes
 from kyso.routers import health
 from kyso.routers import pki as pki_routes
 from kyso.routers import signing as signing_routes
+from kyso.routers import verification as verification_routes
 from kyso.runtime import Runtime, report_key_problems
 from kyso.settings import Settings, load_settings
 from kyso.signing import make_signing
+from kyso.verification import VerificationService
 from pki.errors import PkiError
 from signer.batches import DEFAULT_LEASE, BatchRunner
 from signer.errors import SignerError
@@ -74,6 +76,10 @@ _STATUS = {
     "pki.signature_check_failed": 502,
     "pki.unavailable": 503,
     "kyso.invalid_request": 422,
+    # A document handed in for verification that is not one to verify.
+    "verifier.input_too_large": 413,
+    "verifier.empty_input": 422,
+    "verifier.unreadable_document": 422,
     "kyso.unsupported_media_type": 415,
     # The document to sign, as uploaded: too big, or not a PDF Kyso signs.
     "signer.too_large": 413,
@@ -173,6 +179,14 @@ def body_limit(settings: Settings, method: str, path: str) -> BodyLimit | None:
     protocol routes bound their own bodies) and for methods without a body."""
     if method in _NO_BODY or not path.startswith("/api/v1/"):
         return None
+    if path == "/api/v1/verify":
+        limit = settings.verify_max_bytes
+        return BodyLimit(
+            size=limit + FORM_OVERHEAD,
+            code="verifier.input_too_large",
+            message=f"the upload is too large: a PDF may have at most {limit} bytes "
+            "(KYSO_VERIFY_MAX_BYTES)",
+        )
     if path in _PDF_UPLOADS:
         limit = settings.signing_max_bytes
         return BodyLimit(
@@ -284,6 +298,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pki = PkiServices(authority, settings)
         signing = make_signing(settings, engine, pool.blocking, pki)
         batches = BatchRunner(engine=engine, registry=signing.registry)
+        verification = VerificationService(
+            settings=settings, authority=authority, trust=pki.trust, audit=audit_log
+        )
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -293,6 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pki=pki,
             signing=signing,
             batches=batches,
+            verification=verification,
         )
 
         def show_audit_vkey(found: str) -> None:
@@ -325,6 +343,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             # Each batch worker finishes the item in hand; the next start resumes the rest.
             await run_in_threadpool(batches.close)
+            await run_in_threadpool(verification.close)
             # Sign what was admitted before stopping, so no event waits for the next start.
             if audit_log.signer is not None:
                 await publish(audit_log)
@@ -383,8 +402,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(KysoError)
     async def kyso_error(_request: Request, ex: KysoError) -> JSONResponse:
-        log.error("%s", ex.message, extra={"code": ex.code})
-        return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
+        status = status_for(ex.code)
+        # A caller's mistake is not the service's error.
+        log.log(logging.ERROR if status >= 500 else logging.INFO, "%s", ex.message,
+                extra={"code": ex.code})  # fmt: skip
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status)
 
     @app.exception_handler(PkiError)
     async def pki_error(_request: Request, ex: PkiError) -> JSONResponse:
@@ -413,4 +435,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_routes.router)
     app.include_router(document_routes.router)
     app.include_router(signing_routes.router)
+    app.include_router(verification_routes.router)
     return app

@@ -5,7 +5,6 @@ Errors print a one-line diagnosis and exit 1; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
-import base64
 import getpass
 import hashlib
 import json
@@ -14,6 +13,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -61,6 +62,13 @@ from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
 from kyso.signing import SigningServices, make_signing
 from kyso.tables import hsm_keys
+from kyso.verification import (
+    POLICIES,
+    VerificationInputError,
+    VerificationService,
+    render_report,
+    seal_report,
+)
 from pki.authority import Authority, Credential, Person, Unit
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
@@ -81,6 +89,7 @@ from signer.placement import (
 from signer.placement import Document as PlacementDocument
 from signer.stamps import MAX_PNG_BYTES, attachment_signature, officer_signature, seal_signature
 from signer.store import StampImageKind
+from verifier.policy import DEFAULT_POLICY_NAME
 
 app = typer.Typer(
     help="Kyso (ký số): HSM-backed signing, PKI, verification and audit core.",
@@ -1683,7 +1692,6 @@ def unit_seal_image(
 VERIFY_EXIT = {"TOTAL-PASSED": 0, "TOTAL-FAILED": 1, "INDETERMINATE": 2}
 """Exit code of ``kyso verify`` per document indication; 3 is an input error."""
 VERIFY_INPUT_ERROR = 3
-VERIFY_POLICIES = ("kyso-default", "kyso-ltv")
 VERDICT_TEXT = {
     "TOTAL-PASSED": "hợp lệ / valid",
     "TOTAL-FAILED": "KHÔNG hợp lệ / NOT valid",
@@ -1691,65 +1699,201 @@ VERDICT_TEXT = {
 }
 
 
+@contextmanager
+def open_verification() -> Iterator[tuple[VerificationService, SigningServices, AuditLog]]:
+    """The verifier (its workers, the trust store, Kyso's own CA status), with the
+    signing services for sealing PDF reports, for one CLI command."""
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            authority = make_authority(current, engine, pool)
+            pki = PkiServices(authority, current)
+            audit, _ = open_audit_log(current, engine, pool, pool.list_keys())
+            service = VerificationService(
+                settings=current, authority=authority, trust=pki.trust, audit=audit
+            )
+            try:
+                yield service, make_signing(current, engine, pool, pki), audit
+            finally:
+                service.close()
+    finally:
+        engine.dispose()
+
+
+ReportLanguage = Annotated[
+    str, typer.Option("--lang", help="Language of the HTML and PDF reports: vi or en.")
+]
+
+
 @app.command("verify")
 def verify_command(
-    source: Annotated[Path, typer.Argument(metavar="FILE", help="The signed PDF to check.")],
+    source: Annotated[
+        Path | None, typer.Argument(metavar="FILE", help="The signed PDF to check.")
+    ] = None,
+    batch: Annotated[
+        Path | None,
+        typer.Option("--batch", metavar="DIR", help="Check every PDF in DIR; print a table."),
+    ] = None,
     policy: Annotated[
         str,
         typer.Option(
             "--policy",
             help="kyso-default, or kyso-ltv (revocation data must be in the document).",
         ),
-    ] = "kyso-default",
+    ] = DEFAULT_POLICY_NAME,
     offline: Annotated[
         bool,
-        typer.Option("--offline", help="Never fetch revocation data (the only mode for now)."),
-    ] = True,
+        typer.Option("--offline", help="Fetch nothing, not even from the allow-list."),
+    ] = False,
     as_json: JsonOption = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", metavar="OUT", help="Write the HTML report.")
+    ] = None,
+    pdf: Annotated[
+        Path | None,
+        typer.Option(
+            "--pdf",
+            metavar="OUT",
+            help="Write the PDF report (sealed when KYSO_REPORT_SEAL_CREDENTIAL is set).",
+        ),
+    ] = None,
+    xml: Annotated[
+        Path | None,
+        typer.Option("--xml", metavar="OUT", help="Write the ETSI TS 119 102-2 XML report."),
+    ] = None,
+    language: ReportLanguage = "vi",
+    force: ForceOption = False,
 ) -> None:
-    """Validate every signature of an untrusted PDF in an isolated worker process; exit 0
-    TOTAL-PASSED, 1 TOTAL-FAILED, 2 INDETERMINATE, 3 input error."""
-    from verifier.isolation import VerifierPool
-    from verifier.limits import Limits
-    from verifier.policy import default_policy
-    from verifier.worker import TASK, policy_options
-
-    del offline  # fetching is not built yet: every verification is offline
-    if policy not in VERIFY_POLICIES:
-        raise SigningOptionError(f"--policy must be one of {', '.join(VERIFY_POLICIES)}")
+    """Validate every signature of untrusted PDFs in isolated worker processes; exit 0
+    TOTAL-PASSED, 1 TOTAL-FAILED, 2 INDETERMINATE, 3 input error (a batch: the worst)."""
+    if policy not in POLICIES:
+        raise SigningOptionError(f"--policy must be one of {', '.join(POLICIES)}")
+    if language not in ("vi", "en"):
+        raise SigningOptionError("--lang must be vi or en")
+    if (source is None) == (batch is None):
+        raise SigningOptionError("give either FILE or --batch DIR")
+    outputs = {"html": html, "pdf": pdf, "xml": xml}
+    if batch is not None:
+        if any(outputs.values()):
+            raise SigningOptionError("--html, --pdf and --xml write one document's report")
+        raise typer.Exit(_verify_batch(batch, policy=policy, offline=offline, as_json=as_json))
+    assert source is not None
+    for path in outputs.values():
+        if path is not None:
+            refuse_existing(path, force=force)
     current = settings()
-    limits = Limits(max_bytes=current.signing_max_bytes)
-    data = read_limited(source, limits.max_bytes, what="PDF")
-    engine = db.make_engine(current.sqlalchemy_url)
-    try:
-        db.check(engine)
-        with open_pool() as pool:
-            trust = open_trust_store(current, make_authority(current, engine, pool)).current
-    finally:
-        engine.dispose()
-    chosen = default_policy(
-        [anchor.dump() for anchor in trust.anchors],
-        require_ltv=policy == "kyso-ltv",
-        name=policy,
-    )
-    options = policy_options(chosen) | {
-        "others": [base64.b64encode(c.dump()).decode("ascii") for c in trust.intermediates]
-    }
-    with VerifierPool(task=TASK, workers=1, limits=limits) as workers:
-        outcome = workers.submit(data, options)
-    report = outcome.value if outcome.ok else None
-    if report is None or "error" in report:
-        error = (report or {}).get("error") or {"code": outcome.reason, "message": outcome.message}
-        if as_json:
-            echo_json({"error": error})
-        else:
-            typer.echo(f"error: {error['message']} [{error['code']}]", err=True)
-        raise typer.Exit(VERIFY_INPUT_ERROR)
+    data = read_limited(source, current.verify_max_bytes, what="PDF")
+    with open_verification() as (service, signing, audit):
+        try:
+            verified = service.verify(
+                data,
+                policy=policy,
+                offline=offline,
+                thumbnails=html is not None or pdf is not None,
+                actor=cli_actor(),
+            )
+        except VerificationInputError as ex:
+            if as_json:
+                echo_json({"error": {"code": ex.code, "message": ex.message}})
+            else:
+                typer.echo(f"error: {ex.diagnostics()}", err=True)
+            raise typer.Exit(VERIFY_INPUT_ERROR) from None
+        report = verified.report
+        for fmt, path in outputs.items():
+            if path is None:
+                continue
+            rendered = render_report(report, fmt, language=language)
+            if fmt == "pdf" and current.report_seal_credential is not None:
+                rendered = seal_report(
+                    signing,
+                    audit,
+                    rendered,
+                    credential_id=current.report_seal_credential,
+                    actor=cli_actor(),
+                )
+            write_output(path, rendered, force=force)
     if as_json:
         echo_json(report)
     else:
         _print_verification(report)
     raise typer.Exit(VERIFY_EXIT[report["indication"]])
+
+
+def _verify_batch(folder: Path, *, policy: str, offline: bool, as_json: bool) -> int:
+    """Verify every PDF of ``folder`` through the worker pool (as many at once as it has
+    workers); print a summary table, or a JSON list. Returns the worst exit code:
+    1 if any failed, else 3 if any could not be read, else 2 if any is indeterminate."""
+    if not folder.is_dir():
+        raise FileAccessError(f"{folder} is not a folder")
+    inputs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+    if len(inputs) > MAX_BATCH_FILES:
+        raise SigningOptionError(f"at most {MAX_BATCH_FILES} PDFs per batch; {folder} has more")
+    current = settings()
+    console = Console(stderr=True)
+    rows: list[tuple[Path, dict[str, Any] | None, str | None]] = []
+
+    def one(path: Path) -> tuple[Path, dict[str, Any] | None, str | None]:
+        try:
+            data = read_limited(path, current.verify_max_bytes, what="PDF")
+            return (
+                path,
+                service.verify(data, policy=policy, offline=offline, actor=cli_actor()).report,
+                None,
+            )
+        except (VerificationInputError, FileAccessError) as ex:
+            return path, None, ex.diagnostics()
+
+    with (
+        open_verification() as (service, _, _),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task("verifying", total=len(inputs))
+        with ThreadPoolExecutor(max_workers=current.verify_workers) as executor:
+            for row in executor.map(one, inputs):
+                rows.append(row)
+                progress.advance(task)
+    if as_json:
+        echo_json(
+            [
+                {"file": path.name, "report": report}
+                if report is not None
+                else {"file": path.name, "error": error}
+                for path, report, error in rows
+            ]
+        )
+    else:
+        table = Table(title=f"{len(rows)} PDF(s) in {folder}")
+        for column in ("file", "kết quả / result", "sub-indication", "signatures"):
+            table.add_column(column)
+        for path, report, error in rows:
+            if report is None:
+                table.add_row(path.name, "input error", error or "", "")
+                continue
+            signers = ", ".join(
+                str(s.get("signer") or s["field"]) for s in report.get("signatures", [])
+            )
+            table.add_row(
+                path.name,
+                VERDICT_TEXT[report["indication"]],
+                report.get("sub_indication") or "",
+                signers,
+            )
+        Console(width=160).print(table)
+    indications = {report["indication"] for _, report, _ in rows if report is not None}
+    if "TOTAL-FAILED" in indications:
+        return 1
+    if any(report is None for _, report, _ in rows):
+        return VERIFY_INPUT_ERROR
+    return 2 if "INDETERMINATE" in indications else 0
 
 
 def _print_verification(report: dict[str, Any]) -> None:

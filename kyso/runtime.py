@@ -13,6 +13,7 @@ from hsm import KeyInfo, SessionPool
 from kyso.pki_service import PkiServices
 from kyso.settings import Settings
 from kyso.signing import SigningServices
+from kyso.verification import VerificationService
 from signer.batches import BatchRunner
 
 log = logging.getLogger("kyso")
@@ -33,6 +34,8 @@ class Runtime:
     """PAdES signing, the document registry and the stamp images."""
     batches: BatchRunner | None = None
     """Signing batches, worked on in background threads of this process."""
+    verification: VerificationService | None = None
+    """Verification of untrusted PDFs in isolated worker processes (started on first use)."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

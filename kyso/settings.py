@@ -152,6 +152,41 @@ class Settings(BaseSettings):
         description="Where document revisions and stamp images are stored (content-addressed); "
         "default <data_dir>/blobs.",
     )
+    verify_workers: int = Field(
+        2, ge=1, le=64, description="Isolated worker processes that verify untrusted PDFs."
+    )
+    verify_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest PDF accepted for verification, in bytes (larger: 413).",
+    )
+    verify_memory_mb: int = Field(
+        1024, ge=128, le=65536, description="Address space of a verifier worker (RLIMIT_AS), MiB."
+    )
+    verify_cpu_seconds: int = Field(
+        20, ge=1, le=3600, description="CPU seconds one verification may use."
+    )
+    verify_wall_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds one verification may take before its worker "
+        "is killed (the answer is then INDETERMINATE with the reason).",
+    )
+    verify_fetch_allow: list[str] | None = Field(
+        None,
+        max_length=64,
+        description="Hosts (``host`` or ``host:port``) the verifier may fetch certificates and "
+        "revocation data from; default: Kyso's own public host:port. Loopback and private "
+        "addresses need their exact host:port here.",
+    )
+    report_seal_credential: int | None = Field(
+        None,
+        ge=1,
+        description="Seal credential that seals PDF verification reports (Kyso's own seal); "
+        "default: reports are not sealed.",
+    )
 
     @model_validator(mode="after")
     def _external_tsa_level(self) -> Settings:

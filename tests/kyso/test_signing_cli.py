@@ -510,3 +510,46 @@ def test_verify_exit_codes_and_report(demo: Demo) -> None:
     refused = demo.run("verify", "not.pdf", "--json")
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert json.loads(refused.stdout)["error"]["code"].startswith("verifier.")
+    assert demo.run("verify", "not.pdf").returncode == 3
+
+    # Kyso's own certificates: status from its CA data, no revocation data in the document
+    own = demo.run("verify", "verify-bb.pdf", "--json", "--offline")
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert json.loads(own.stdout)["signatures"][0]["revocation"]["source"] == "kyso"
+
+
+def test_verify_reports_and_batch(demo: Demo) -> None:
+    """Every report format of ``kyso verify`` in both languages, and ``--batch``."""
+    folder = demo.root / "incoming"
+    folder.mkdir()
+    demo.ok("sign", "draft.pdf", "-o", "incoming/good.pdf", "--credential", str(demo.officer),
+            "--level", "B-LT", "--pin-file", "pin.txt")  # fmt: skip
+    signed = (folder / "good.pdf").read_bytes()
+    (folder / "appended.pdf").write_bytes(signed + b"\n1 0 obj\n<< >>\nendobj\n")
+    (folder / "junk.pdf").write_bytes(b"not a PDF at all")
+
+    demo.ok("verify", "incoming/good.pdf", "--html", "vi.html", "--pdf", "vi.pdf",
+            "--xml", "report.xml")  # fmt: skip
+    demo.ok("verify", "incoming/good.pdf", "--html", "en.html", "--lang", "en")
+    vietnamese = (demo.root / "vi.html").read_text(encoding="utf-8")
+    assert 'lang="vi"' in vietnamese
+    assert "Nguyễn Văn Ánh" in vietnamese
+    assert 'lang="en"' in (demo.root / "en.html").read_text(encoding="utf-8")
+    assert (demo.root / "vi.pdf").read_bytes().startswith(b"%PDF-")
+    text = subprocess.run(
+        ["pdftotext", str(demo.root / "vi.pdf"), "-"], capture_output=True, check=True, text=True
+    ).stdout
+    assert "Nguyễn Văn Ánh" in text
+    assert "total-passed" in (demo.root / "report.xml").read_text(encoding="utf-8")
+    again = demo.run("verify", "incoming/good.pdf", "--xml", "report.xml")
+    assert again.returncode == 1  # an existing output is never overwritten without --force
+
+    batch = demo.run("verify", "--batch", "incoming", "--json")
+    assert batch.returncode == 1, batch.stdout + batch.stderr  # one failed: the worst
+    rows = {row["file"]: row for row in json.loads(batch.stdout)}
+    assert rows["good.pdf"]["report"]["indication"] == "TOTAL-PASSED"
+    assert rows["appended.pdf"]["report"]["indication"] == "TOTAL-FAILED"
+    assert rows["junk.pdf"]["error"].endswith("[verifier.unreadable_document]")
+    table = demo.run("verify", "--batch", "incoming")
+    assert "good.pdf" in table.stdout
+    assert "KHÔNG hợp lệ" in table.stdout
