@@ -23,7 +23,7 @@ TEST_PACKAGES := softhsm2 openssl qpdf poppler-utils libnss3-tools
 help:
 	@echo "make run    set up (venv, SoftHSM2, token, database, demo PKI) and serve on http://127.0.0.1:8000"
 	@echo "make test   set up, then ruff, mypy, import-linter and pytest (SQLite and PostgreSQL)"
-	@echo "make bench  benchmarks: HSM signing, audit log, OCSP and TSA, PAdES signing against pyHanko, large documents, HTTP latency"
+	@echo "make bench  benchmarks: HSM signing, audit log, OCSP and TSA, PAdES signing against pyHanko, large documents, HTTP latency, verification against pyHanko"
 
 run: setup
 	$(BIN)/kyso serve
@@ -40,6 +40,7 @@ bench: setup postgres
 	$(BIN)/python -m bench.signer_bench
 	$(BIN)/python -m bench.size_bench
 	$(BIN)/python -m bench.http_bench
+	$(BIN)/python -m bench.verifier_bench
 
 lint: venv
 	$(BIN)/ruff check .

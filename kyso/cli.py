@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from cryptography.exceptions import InvalidSignature
@@ -62,13 +62,6 @@ from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
 from kyso.signing import SigningServices, make_signing
 from kyso.tables import hsm_keys
-from kyso.verification import (
-    POLICIES,
-    VerificationInputError,
-    VerificationService,
-    render_report,
-    seal_report,
-)
 from pki.authority import Authority, Credential, Person, Unit
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
@@ -89,7 +82,9 @@ from signer.placement import (
 from signer.placement import Document as PlacementDocument
 from signer.stamps import MAX_PNG_BYTES, attachment_signature, officer_signature, seal_signature
 from signer.store import StampImageKind
-from verifier.policy import DEFAULT_POLICY_NAME
+
+if TYPE_CHECKING:
+    from kyso.verification import VerificationService
 
 app = typer.Typer(
     help="Kyso (ký số): HSM-backed signing, PKI, verification and audit core.",
@@ -1703,6 +1698,8 @@ VERDICT_TEXT = {
 def open_verification() -> Iterator[tuple[VerificationService, SigningServices, AuditLog]]:
     """The verifier (its workers, the trust store, Kyso's own CA status), with the
     signing services for sealing PDF reports, for one CLI command."""
+    from kyso.verification import VerificationService
+
     current = settings()
     engine = db.make_engine(current.sqlalchemy_url)
     try:
@@ -1742,7 +1739,7 @@ def verify_command(
             "--policy",
             help="kyso-default, or kyso-ltv (revocation data must be in the document).",
         ),
-    ] = DEFAULT_POLICY_NAME,
+    ] = "kyso-default",
     offline: Annotated[
         bool,
         typer.Option("--offline", help="Fetch nothing, not even from the allow-list."),
@@ -1768,6 +1765,9 @@ def verify_command(
 ) -> None:
     """Validate every signature of untrusted PDFs in isolated worker processes; exit 0
     TOTAL-PASSED, 1 TOTAL-FAILED, 2 INDETERMINATE, 3 input error (a batch: the worst)."""
+    # The verifier's modules load only for this command (they add to every CLI start-up).
+    from kyso.verification import POLICIES, VerificationInputError, render_report, seal_report
+
     if policy not in POLICIES:
         raise SigningOptionError(f"--policy must be one of {', '.join(POLICIES)}")
     if language not in ("vi", "en"):
@@ -1825,6 +1825,8 @@ def _verify_batch(folder: Path, *, policy: str, offline: bool, as_json: bool) ->
     """Verify every PDF of ``folder`` through the worker pool (as many at once as it has
     workers); print a summary table, or a JSON list. Returns the worst exit code:
     1 if any failed, else 3 if any could not be read, else 2 if any is indeterminate."""
+    from kyso.verification import VerificationInputError
+
     if not folder.is_dir():
         raise FileAccessError(f"{folder} is not a folder")
     inputs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -13,8 +14,10 @@ from hsm import KeyInfo, SessionPool
 from kyso.pki_service import PkiServices
 from kyso.settings import Settings
 from kyso.signing import SigningServices
-from kyso.verification import VerificationService
 from signer.batches import BatchRunner
+
+if TYPE_CHECKING:  # the verifier's modules load when the first verification needs them
+    from kyso.verification import VerificationService
 
 log = logging.getLogger("kyso")
 

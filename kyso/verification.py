@@ -31,14 +31,11 @@ from pki.errors import NotFoundError
 from pki.store import CredentialKind
 from pki.truststore import TrustStoreHolder
 from verifier.fetching import FetchPolicy
-from verifier.html_report import render_html
 from verifier.isolation import Outcome as TaskOutcome
 from verifier.isolation import VerifierPool
 from verifier.limits import MIB, Limits
-from verifier.pdf_report import render_pdf
 from verifier.policy import DEFAULT_POLICY_NAME, Policy, default_policy
 from verifier.worker import TASK, policy_options
-from verifier.xml_report import render_xml
 
 LTV_POLICY_NAME = "kyso-ltv"
 POLICIES = (DEFAULT_POLICY_NAME, LTV_POLICY_NAME)
@@ -311,6 +308,12 @@ REPORT_FONT = "DejaVuSerif.ttf"
 
 def render_report(report: dict[str, Any], fmt: str, *, language: str = "vi") -> bytes:
     """``report`` as ``fmt`` (json, html, pdf or xml); PDF and HTML in ``language``."""
+    # The renderers load on first use: the XML schema bindings alone take a third of a
+    # second to import, which every CLI command would otherwise pay.
+    from verifier.html_report import render_html
+    from verifier.pdf_report import render_pdf
+    from verifier.xml_report import render_xml
+
     if fmt == "json":
         return json.dumps(report, ensure_ascii=False, indent=2).encode()
     if fmt == "html":

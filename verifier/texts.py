@@ -15,7 +15,7 @@ import struct
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from verifier.errors import VerifierError
@@ -690,6 +690,9 @@ def _text(value: object, lang: str) -> str:
     return clean(value)
 
 
+VIETNAM_TIME = timezone(timedelta(hours=7), "+07:00")
+
+
 def _parse_time(value: object) -> datetime | None:
     if not isinstance(value, str) or len(value) > 64:
         return None
@@ -703,6 +706,9 @@ def _time(value: object, lang: str) -> str:
     moment = _parse_time(value)
     if moment is None:
         return _t("not_reported", lang) if value in (None, "") else clean(value, 64)
+    if moment.tzinfo is not None:
+        # Documents are issued and checked in Vietnam: every time in its legal time.
+        moment = moment.astimezone(VIETNAM_TIME)
     text = (
         moment.strftime("%d/%m/%Y %H:%M:%S")
         if lang == "vi"

@@ -432,3 +432,10 @@ def test_real_report_renders(engine: Engine, pool: BlockingSessionPool, tmp_path
     text = pdf_text(render_pdf(report, language="vi", font=FONT), tmp_path)
     assert VERDICT["vi"][position] in text
     assert " ".join(entry["signer"].split()) in text
+
+
+def test_times_are_shown_in_vietnam_time() -> None:
+    report = indeterminate_report()
+    report["verified_at"] = "2026-05-04T02:30:02+00:00"
+    assert "04/05/2026 09:30:02 (UTC+07:00)" in render_html(report)
+    assert "2026-05-04 09:30:02 (UTC+07:00)" in render_html(report, language="en")
