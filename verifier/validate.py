@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from asn1crypto import core as asn1_core
 from asn1crypto import crl, ocsp, x509
 from pyhanko.pdf_utils.generic import DictionaryObject
 from pyhanko.pdf_utils.misc import PdfDecodeLimitError, PdfError
@@ -294,6 +295,7 @@ async def _verify_field(
         embedded = EmbeddedPdfSignature(reader, field, name)
         kind = _kind(embedded)
         revision = embedded.signed_revision
+        _check_cms_structure(embedded)
     except (PdfDecodeLimitError, RecursionError):
         raise  # a parse cap: the whole document is INDETERMINATE, not this signature FAILED
     except Exception as ex:  # untrusted input: any parse failure is a verdict
@@ -412,6 +414,28 @@ def _unsigned_form_changes(results: list[SignatureResult]) -> list[SignatureResu
             )
         )
     return judged
+
+
+def _check_cms_structure(embedded: EmbeddedPdfSignature) -> None:
+    """Refuse a CMS whose structures hold bytes their fields do not account for.
+
+    asn1crypto parses leniently: a CMS cut just after its signature value and zero-filled
+    (the rest of ``/Contents`` is zeros anyway) still parses, the zeros ignored as if the
+    unsigned attributes, the timestamp among them, had never been there. Every byte of the
+    ContentInfo, the SignedData and the SignerInfo must belong to one of their fields.
+    """
+    unsigned = embedded.signer_info["unsigned_attrs"]
+    attributes = [] if isinstance(unsigned, asn1_core.Void) else list(unsigned)
+    for value in (embedded.signed_data, embedded.signer_info, *attributes):
+        used = sum(
+            len(value[name].dump())
+            for name, *_ in value._fields
+            if not isinstance(value[name], asn1_core.Void)
+        )
+        if used != len(value.contents):
+            raise ValueError("the CMS holds bytes outside its fields")
+    if any(len(attribute["values"]) == 0 for attribute in attributes):
+        raise ValueError("an unsigned attribute without a value")
 
 
 async def _lacks_revocation_data(

@@ -325,3 +325,19 @@ def check(bases: Bases, attack: Case) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_attack_never_passes(bases: Bases, name: str) -> None:
     check(bases, CASES[name])
+
+
+def test_a_cms_cut_anywhere_after_its_signature_never_passes(bases: Bases) -> None:
+    """Cut just before, at and after the end of the signature value and all through the
+    timestamp token after it, zero-filled: the signature value is intact, but the CMS is
+    not what was signed with (its timestamp is garbage): malformed, never passed."""
+    info = attacks._signed_cms(bases.plain)
+    der = info.dump()
+    value = info["content"]["signer_infos"][0]["signature"].native
+    end = der.index(value) + len(value)
+    verdicts = {}
+    cuts = [*range(end - 4, end + 96), *range(end + 96, len(der), 37)]
+    for keep in cuts:
+        verdicts[keep] = verdict(attacks._with_cms(bases.plain, der[:keep]), bases.policy)
+    passed = [keep for keep, result in verdicts.items() if result.indication is PASSED]
+    assert not passed, (end, passed)
