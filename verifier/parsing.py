@@ -8,6 +8,7 @@ the file is open; nesting depth is counted around pyHanko's recursive object rea
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from io import BytesIO
@@ -20,7 +21,7 @@ from pyhanko.pdf_utils.decode_limits import (
     DocumentDecodeBudget,
     StreamDecodeLimits,
 )
-from pyhanko.pdf_utils.misc import PdfDecodeLimitError, PdfError
+from pyhanko.pdf_utils.misc import PdfDecodeLimitError, PdfError, PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from verifier.errors import UnreadableDocumentError
@@ -85,26 +86,44 @@ def depth_error(limits: Limits) -> LimitExceededError:
     )
 
 
-def install_depth_limit(max_depth: int) -> None:
-    """Count nesting in pyHanko's object reader and stop past ``max_depth`` levels.
+def install_parse_guards(max_depth: int) -> None:
+    """Guard pyHanko's object reader: count nesting and stop past ``max_depth`` levels;
+    refuse an object that is a comment running to the end of its data.
 
     Arrays and dictionaries read their members through the module-level ``read_object``,
-    so wrapping it counts every level. Called once per worker process, not in the
-    service: the service never parses untrusted PDFs itself.
+    so wrapping it counts every level. pyHanko's reader loops for ever on a comment with
+    no end of line before the end of the stream (an object stream can end that way).
+    Called once per worker process, not in the service: the service never parses
+    untrusted PDFs itself.
     """
     global _installed_depth
     if _installed_depth == max_depth:
         return
 
-    def read_object(*args: Any, **kwargs: Any) -> Any:
+    def read_object(stream: Any, *args: Any, **kwargs: Any) -> Any:
         level = getattr(_depth, "level", 0)
         if level >= max_depth:
             raise RecursionError(f"nesting deeper than {max_depth}")
+        first = stream.read(1)
+        if first == b"%":
+            _check_comment_ends(stream)
+        if first:
+            stream.seek(-1, os.SEEK_CUR)
         _depth.level = level + 1
         try:
-            return _original_read_object(*args, **kwargs)
+            return _original_read_object(stream, *args, **kwargs)
         finally:
             _depth.level = level
 
     generic.read_object = read_object
     _installed_depth = max_depth
+
+
+def _check_comment_ends(stream: Any) -> None:
+    """Raise unless an end of line follows the ``%`` just read (the position is kept)."""
+    start = stream.tell()
+    while chunk := stream.read(4096):
+        if b"\r" in chunk or b"\n" in chunk:
+            stream.seek(start)
+            return
+    raise PdfReadError("a comment runs to the end of the data")

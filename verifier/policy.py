@@ -6,8 +6,10 @@ that produced it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from asn1crypto import crl, x509
 
@@ -64,15 +66,53 @@ class Policy:
                     f"policy {self.name!r} holds a CRL that is not DER"
                 ) from ex
 
+    # Parsed once per policy and shared by every document validated under it: asn1crypto
+    # objects cache what they parse, so the trust material is decoded a single time.
+    @cached_property
+    def _anchors(self) -> tuple[x509.Certificate, ...]:
+        return tuple(x509.Certificate.load(der) for der in self.trust_anchors)
+
+    @cached_property
+    def _others(self) -> tuple[x509.Certificate, ...]:
+        return tuple(x509.Certificate.load(der) for der in self.other_certificates)
+
+    @cached_property
+    def _crls(self) -> tuple[crl.CertificateList, ...]:
+        return tuple(crl.CertificateList.load(der) for der in self.crls)
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 over everything in the policy, lowercase hex: equal digests, equal rules."""
+        digest = hashlib.sha256()
+        for part in (
+            self.name.encode(),
+            *self.trust_anchors,
+            b"|",
+            *self.other_certificates,
+            b"|",
+            *self.crls,
+            repr(
+                (
+                    self.require_ltv,
+                    self.fetch,
+                    self.min_rsa_bits,
+                    self.min_ec_bits,
+                    sorted(self.forbidden_digests),
+                )
+            ).encode(),
+        ):
+            digest.update(hashlib.sha256(part).digest())
+        return digest.hexdigest()
+
     def anchors(self) -> list[x509.Certificate]:
-        return [x509.Certificate.load(der) for der in self.trust_anchors]
+        return list(self._anchors)
 
     def others(self) -> list[x509.Certificate]:
-        return [x509.Certificate.load(der) for der in self.other_certificates]
+        return list(self._others)
 
     def revocation_lists(self) -> list[crl.CertificateList]:
         """The CRLs this policy contributes (none when the document must prove status)."""
-        return [] if self.require_ltv else [crl.CertificateList.load(der) for der in self.crls]
+        return [] if self.require_ltv else list(self._crls)
 
 
 def default_policy(

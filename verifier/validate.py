@@ -40,6 +40,7 @@ from pyhanko.sign.validation.status import (
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import InsufficientRevinfoError
 
+from verifier.accelerate import mark_context
 from verifier.errors import InputTooLargeError, UnreadableDocumentError
 from verifier.fetching import fetcher_backend
 from verifier.indications import SEVERITY, Indication, SubIndication
@@ -278,6 +279,7 @@ def _validation_context(reader: PdfFileReader, policy: Policy) -> _Context:
         context = ValidationContext(**settings)  # type: ignore[arg-type]
     for item in (*context.crls, *context.ocsps):
         sources.setdefault(item.dump(), "document")
+    mark_context(context, policy.digest)
     return _Context(validation=context, sources=sources, fetching=fetch is not None)
 
 

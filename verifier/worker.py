@@ -9,14 +9,17 @@ the error's stable code, not a crash of the worker.
 from __future__ import annotations
 
 import base64
+import functools
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from verifier import accelerate
 from verifier.errors import VerifierError
 from verifier.fetching import FetchPolicy
 from verifier.limits import LimitExceededError, active_limits
-from verifier.parsing import install_depth_limit, open_reader
+from verifier.parsing import install_parse_guards, open_reader
 from verifier.policy import Policy
 from verifier.report import to_json
 from verifier.revisions import describe_reader_revisions
@@ -46,16 +49,10 @@ def verify_in_worker(data: bytes, options: dict[str, Any]) -> dict[str, Any]:
     the ``revisions`` list (with page thumbnails when ``options["thumbnails"]``): they are
     made here because only a worker may parse or render the untrusted document."""
     try:
-        policy = Policy(
-            name=str(options["policy"]),
-            trust_anchors=_decode(options["anchors"]),
-            other_certificates=_decode(options.get("others", ())),
-            crls=_decode(options.get("crls", ())),
-            require_ltv=bool(options.get("require_ltv", False)),
-            fetch=None if not options.get("fetch") else FetchPolicy.from_options(options["fetch"]),
-        )
+        policy = _policy(json.dumps(_policy_part(options), sort_keys=True))
         limits = active_limits()
-        install_depth_limit(limits.max_depth)
+        install_parse_guards(limits.max_depth)
+        accelerate.install()
         report = to_json(verify_pdf(data, policy, limits=limits))
         report["verified_at"] = datetime.now(UTC).isoformat()
         if options.get("revisions", True):
@@ -67,6 +64,28 @@ def verify_in_worker(data: bytes, options: dict[str, Any]) -> dict[str, Any]:
         raise  # the pool reports it as the outcome's reason: a limit, not an input error
     except VerifierError as ex:
         return {"error": {"code": ex.code, "message": ex.message}}
+
+
+def _policy_part(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: options.get(key)
+        for key in ("policy", "anchors", "others", "crls", "require_ltv", "fetch")
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _policy(options: str) -> Policy:
+    """The policy in ``options`` (JSON), parsed once per worker: its trust material is
+    decoded a single time and shared by every document verified under it."""
+    part = json.loads(options)
+    return Policy(
+        name=str(part["policy"]),
+        trust_anchors=_decode(part["anchors"]),
+        other_certificates=_decode(part["others"] or ()),
+        crls=_decode(part["crls"] or ()),
+        require_ltv=bool(part["require_ltv"]),
+        fetch=None if not part["fetch"] else FetchPolicy.from_options(part["fetch"]),
+    )
 
 
 def _encode(items: Iterable[bytes]) -> list[str]:

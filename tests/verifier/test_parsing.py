@@ -9,10 +9,12 @@ from io import BytesIO
 
 import pytest
 from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
 from bench.signer_bench import one_page_pdf
 from tests.verifier.fixtures import foreign_root
+from verifier import parsing
 from verifier.isolation import VerifierPool
 from verifier.limits import MIB, LimitExceededError, Limits
 from verifier.policy import default_policy
@@ -83,3 +85,17 @@ def test_nesting_depth_is_capped_in_a_worker() -> None:
     assert shallow.value["indication"] == "INDETERMINATE"  # read fine; no signature
     assert (deep.ok, deep.reason) == (False, "verifier.too_deep"), deep
     assert (abyss.ok, abyss.reason) == (False, "verifier.too_deep"), abyss
+
+
+def test_a_comment_to_the_end_of_the_data_is_refused_not_read_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pyHanko's own reader loops for ever here (an object stream may end so); the guard
+    # in the workers refuses it and reads every other comment as pyHanko does.
+    monkeypatch.setattr(generic, "read_object", generic.read_object)  # restored afterwards
+    monkeypatch.setattr(parsing, "_installed_depth", None)
+    parsing.install_parse_guards(Limits().max_depth)
+    with pytest.raises(PdfReadError, match="comment"):
+        generic.read_object(BytesIO(b"%no end of line"), None)
+    assert generic.read_object(BytesIO(b"%a comment\n/Name"), None) == "/Name"
+    assert generic.read_object(BytesIO(b"[1 %inside\n 2]"), None) == [1, 2]
