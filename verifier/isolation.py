@@ -52,6 +52,7 @@ _STARTUP_SECONDS = 60.0
 _STOP_SECONDS = 2.0
 _MESSAGE_CHARS = 500
 _MAX_REPLY_BYTES = 64 * 1024 * 1024
+_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class IsolationError(VerifierError):
@@ -97,6 +98,10 @@ class _Worker:
 
     def __init__(self, *, task: str, limits: Limits) -> None:
         parent_end, child_end = socket.socketpair()
+        for end in (parent_end, child_end):
+            # A document crosses in a few large writes, not hundreds of 200 KiB ones.
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER_BYTES)
         with child_end:
             # The child gets the parent's sys.path (so test and source trees resolve the
             # same way) but imports nothing of the parent beyond this module and the task.
