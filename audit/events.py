@@ -144,6 +144,19 @@ class Action(enum.Enum):
     LOGIN_FAILED = "login.failed"
     """An authentication attempt failed."""
 
+    SESSION_ENDED = "session.ended"
+    """A person signed out, or their session was revoked."""
+
+    USER_CHANGED = "user.changed"
+    """A person's account was created or changed: role, unit, password, second factor,
+    lock, unlock (the details say which; never the secret)."""
+
+    CLIENT_CHANGED = "client.changed"
+    """A service client was created, its secret rotated, or it was revoked."""
+
+    ACCESS_GRANTED = "access.granted"
+    """A service client was issued an access token (its scopes in the details)."""
+
     PIN_LOCKED = "pin.locked"
     """A signing PIN (or the token's user PIN) was locked after too many failures."""
 

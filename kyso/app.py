@@ -25,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from audit import AuditError
 from hsm import HsmError, KeyInfo, SessionPool
 from kyso import __version__, db
+from kyso.access.store import AccessStore
+from kyso.access.tokens import TokenIssuer, find_token_key
 from kyso.audit_service import (
     adopt_audit_key,
     checkpoint_forever,
@@ -37,6 +39,7 @@ from kyso.logs import configure_logging, new_request_id, request_id
 from kyso.pki_service import PkiServices, make_authority, watch_expiry
 from kyso.routers import admin as admin_routes
 from kyso.routers import audit as audit_routes
+from kyso.routers import auth as auth_routes
 from kyso.routers import documents as document_routes
 from kyso.routers import health
 from kyso.routers import pki as pki_routes
@@ -97,6 +100,15 @@ _STATUS = {
     "signer.bad_stamp_text": 422,
     "signer.bad_level": 422,
     "signer.invalid_request": 422,
+    "access.invalid_login": 401,
+    "access.invalid_client": 401,
+    "access.invalid_token": 401,
+    "access.invalid_scope": 400,
+    "access.csrf": 403,
+    "access.forbidden": 403,
+    "access.not_found": 404,
+    "access.conflict": 409,
+    "access.invalid_input": 422,
     "signer.unknown_document_type": 422,
     "signer.document_not_found": 404,
     "signer.batch_not_found": 404,
@@ -157,6 +169,9 @@ API_BODY_LIMIT = 2 * 1024 * 1024
 """Largest body of any other ``/api/v1`` request (JSON: at most a certificate chain or a
 batch of 1,000 documents)."""
 
+TOKEN_BODY_LIMIT = 4 * 1024
+"""Largest body of an OAuth2 token request (a few short form fields)."""
+
 _PDF_UPLOADS = frozenset({"/api/v1/documents", "/api/v1/sign"})
 _IMAGE_UPLOAD = re.compile(r"/api/v1/(people/[^/]+/signature-image|units/[^/]+/seal-image)")
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -175,9 +190,17 @@ class BodyLimit:
 
 
 def body_limit(settings: Settings, method: str, path: str) -> BodyLimit | None:
-    """The bound on the body of a request to ``/api/v1``; None for other paths (the PKI
-    protocol routes bound their own bodies) and for methods without a body."""
-    if method in _NO_BODY or not path.startswith("/api/v1/"):
+    """The bound on the body of a request to ``/api/v1`` or ``/oauth/token``; None for other
+    paths (the PKI protocol routes bound their own bodies) and for methods without a body."""
+    if method in _NO_BODY:
+        return None
+    if path == "/oauth/token":
+        return BodyLimit(
+            size=TOKEN_BODY_LIMIT,
+            code="kyso.body_too_large",
+            message=f"a token request may have at most {TOKEN_BODY_LIMIT} bytes",
+        )
+    if not path.startswith("/api/v1/"):
         return None
     if path == "/api/v1/verify":
         limit = settings.verify_max_bytes
@@ -301,6 +324,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verification = VerificationService(
             settings=settings, authority=authority, trust=pki.trust, audit=audit_log
         )
+        token_key = find_token_key(keys or [])
+        access_tokens = (
+            None
+            if token_key is None
+            else TokenIssuer.on_hsm(
+                pool.blocking,
+                token_key,
+                issuer=settings.base_url,
+                lifetime=timedelta(seconds=settings.access_token_seconds),
+            )
+        )
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -311,6 +345,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signing=signing,
             batches=batches,
             verification=verification,
+            access=AccessStore(engine),
+            access_tokens=access_tokens,
         )
 
         def show_audit_vkey(found: str) -> None:
@@ -406,7 +442,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A caller's mistake is not the service's error.
         log.log(logging.ERROR if status >= 500 else logging.INFO, "%s", ex.message,
                 extra={"code": ex.code})  # fmt: skip
-        return JSONResponse(error_body(ex.code, ex.message), status_code=status)
+        headers = {"WWW-Authenticate": 'Bearer realm="kyso"'} if status == 401 else None
+        return JSONResponse(error_body(ex.code, ex.message), status_code=status, headers=headers)
 
     @app.exception_handler(PkiError)
     async def pki_error(_request: Request, ex: PkiError) -> JSONResponse:
@@ -430,6 +467,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
 
     app.include_router(health.router)
+    app.include_router(auth_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(pki_routes.router)
     app.include_router(admin_routes.router)

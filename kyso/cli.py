@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditError, merkle
@@ -46,6 +46,15 @@ from hsm import (
     default_scheme,
 )
 from kyso import __version__, db
+from kyso.access.factors import totp_uri
+from kyso.access.model import (
+    AccessNotFoundError,
+    Role,
+    format_scopes,
+    parse_scopes,
+)
+from kyso.access.store import ROTATION_GRACE, AccessStore, Client, User
+from kyso.access.tokens import ensure_token_key
 from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.authorisation import authorise_signing
@@ -66,7 +75,7 @@ from pki.authority import Authority, Credential, Person, Unit
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
 from pki.errors import PkiError
-from pki.store import CredentialKind, PersonRole, UnitKind
+from pki.store import CredentialKind, PersonRole, UnitKind, pki_units
 from signer.documents import VIETNAM_TIME, Document, DraftMetadata, inspect_pdf
 from signer.errors import SignerError, WrongCredentialError
 from signer.issuing import OFFICER_FIELD, SEAL_FIELD, default_placement
@@ -197,6 +206,11 @@ def init(
                 f"audit key: {audit_key.key_id.hex()} ({audit_key.spec.value}) {state}; "
                 f"verifier key: {signer.vkey()}"
             )
+            token_key, created = ensure_token_key(pool)
+            if created:
+                record_key(engine, token.serial, token_key)
+            state = "created" if created else "present"
+            typer.echo(f"access-token key: {token_key.key_id.hex()} (ec-p256) {state}")
             authority = make_authority(current, engine, pool)
             created_kinds = authority.ensure_hierarchy(cli_actor())
             for kind in (
@@ -1912,6 +1926,345 @@ def _print_verification(report: dict[str, Any]) -> None:
         )
         for reason in signature.get("reasons", []):
             typer.echo(f"    {reason['code']}: {reason['text']}")
+
+
+# -- access: people who sign in, service clients --------------------------------------------
+
+users_app = typer.Typer(
+    help="People who sign in: accounts, roles, passwords, second factors.", no_args_is_help=True
+)
+clients_app = typer.Typer(
+    help="Service clients (OAuth2 client credentials) and their secrets.", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+app.add_typer(clients_app, name="clients")
+
+MAX_PASSWORD_FILE = 4096
+"""Bytes read from a password file at most; a password is 128 characters at most."""
+
+UsernameArg = Annotated[str, typer.Argument(help="Account name, e.g. ngoc.ttb.")]
+RoleOption = Annotated[
+    Role, typer.Option("--role", help="officer, clerk, unit-admin, auditor or system-admin.")
+]
+UnitCodeOption = Annotated[
+    str | None,
+    typer.Option("--unit", help="Unit code, e.g. CAP-BT (every role but system-admin has one)."),
+]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        dir_okay=False,
+        help="Read the password from the first line of this file instead of a prompt.",
+    ),
+]
+ClientIdArg = Annotated[str, typer.Argument(help="Client id, e.g. kyso-0123456789abcdef.")]
+
+
+class PasswordSourceError(KysoError):
+    """A password could not be read from where the command was told to read it."""
+
+    code = "kyso.password_source"
+
+
+def read_password(password_file: Path | None, *, prompt: str) -> str:
+    """A password from the first line of ``--password-file``, else a hidden prompt asked
+    twice. Never from the command line: argv is visible to every user of the machine.
+    Errors name the source, never what it holds."""
+    if password_file is None:
+        password: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+        return password
+    try:
+        with password_file.open("rb") as source:
+            data = source.read(MAX_PASSWORD_FILE + 1)
+    except OSError as ex:
+        raise PasswordSourceError(
+            f"cannot read the password file {password_file}: {ex.strerror}"
+        ) from None
+    if len(data) > MAX_PASSWORD_FILE:
+        raise PasswordSourceError(
+            f"the password file {password_file} is larger than {MAX_PASSWORD_FILE} bytes"
+        )
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise PasswordSourceError(f"the password file {password_file} is not UTF-8 text") from None
+    return lines[0] if lines else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessSession:
+    """What an access command works with: the accounts and clients, and the units they are
+    scoped to (named by code on the command line, stored by id). No HSM is opened."""
+
+    store: AccessStore
+    """Accounts, sessions and service clients; every change audited."""
+
+    engine: Engine
+    """The database, to resolve unit codes."""
+
+    def unit_id(self, code: str | None) -> int | None:
+        """The id of the unit with ``code``; None for no code (the whole system)."""
+        if code is None:
+            return None
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(pki_units.c.id).where(pki_units.c.code == code.strip())
+            ).scalar_one_or_none()
+        if found is None:
+            raise AccessNotFoundError(f"no unit with code {code[:40]!r}")
+        return int(found)
+
+    def unit_codes(self) -> dict[int, str]:
+        """Every unit's code by id, to show units as operators name them."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(pki_units.c.id, pki_units.c.code)).all()
+        return {int(row.id): str(row.code) for row in rows}
+
+
+@contextmanager
+def open_access() -> Iterator[AccessSession]:
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        yield AccessSession(store=AccessStore(engine), engine=engine)
+    finally:
+        engine.dispose()
+
+
+def _user_dict(user: User, codes: dict[int, str]) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "role": user.role.value,
+        "unit": None if user.unit_id is None else codes.get(user.unit_id),
+        "unit_id": user.unit_id,
+        "person_id": user.person_id,
+        "locked": user.locked,
+        "disabled": user.disabled,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def _user_line(user: User, codes: dict[int, str]) -> str:
+    unit = "-" if user.unit_id is None else codes.get(user.unit_id, str(user.unit_id))
+    person = "-" if user.person_id is None else str(user.person_id)
+    flags = [name for name, on in (("locked", user.locked), ("disabled", user.disabled)) if on]
+    return (
+        f"{user.username}\t{user.role.value}\tunit {unit}\tperson {person}\t"
+        f"{', '.join(flags) or 'active'}"
+    )
+
+
+def _show_user(session: AccessSession, user: User, *, as_json: bool) -> None:
+    codes = session.unit_codes()
+    if as_json:
+        echo_json(_user_dict(user, codes))
+    else:
+        typer.echo(_user_line(user, codes))
+
+
+def _show_totp(username: str, secret: str, *, user: dict[str, Any] | None, as_json: bool) -> None:
+    """The one delivery of a TOTP secret: to enrol the person's authenticator app."""
+    uri = totp_uri(secret, username)
+    if as_json:
+        echo_json(
+            ({"user": user} if user is not None else {}) | {"totp_secret": secret, "totp_uri": uri}
+        )
+        return
+    typer.echo(f"TOTP secret (shown once; enrol it in the authenticator app now): {secret}")
+    typer.echo(f"TOTP URI: {uri}")
+
+
+@users_app.command("add")
+def users_add(
+    username: UsernameArg,
+    role: RoleOption,
+    unit: UnitCodeOption = None,
+    person: Annotated[
+        int | None,
+        typer.Option("--person", min=1, max=2**62, help="The officer or clerk this account is."),
+    ] = None,
+    password_file: PasswordFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an account; prints it and, once, its TOTP secret and otpauth:// URI."""
+    password = read_password(password_file, prompt=f"Password for {username}")
+    with open_access() as session:
+        user, secret = session.store.add_user(
+            username=username,
+            role=role,
+            unit_id=session.unit_id(unit),
+            person_id=person,
+            password=password,
+            actor=cli_actor(),
+        )
+        codes = session.unit_codes()
+    if as_json:
+        _show_totp(user.username, secret, user=_user_dict(user, codes), as_json=True)
+        return
+    typer.echo(_user_line(user, codes))
+    _show_totp(user.username, secret, user=None, as_json=False)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOption = False) -> None:
+    """Every account: role, unit code, person, whether it is locked or disabled."""
+    with open_access() as session:
+        users = session.store.users()
+        codes = session.unit_codes()
+    if as_json:
+        echo_json([_user_dict(u, codes) for u in users])
+        return
+    if not users:
+        typer.echo("no accounts")
+    for user in users:
+        typer.echo(_user_line(user, codes))
+
+
+@users_app.command("unlock")
+def users_unlock(username: UsernameArg, as_json: JsonOption = False) -> None:
+    """Unlock an account locked by wrong sign-ins and clear its failure count."""
+    with open_access() as session:
+        _show_user(session, session.store.unlock(username, cli_actor()), as_json=as_json)
+
+
+@users_app.command("disable")
+def users_disable(username: UsernameArg, as_json: JsonOption = False) -> None:
+    """Stop an account from signing in and end its sessions."""
+    with open_access() as session:
+        _show_user(session, session.store.disable(username, cli_actor()), as_json=as_json)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: UsernameArg, password_file: PasswordFileOption = None, as_json: JsonOption = False
+) -> None:
+    """Set a new password for an account (from --password-file or a hidden prompt)."""
+    password = read_password(password_file, prompt=f"New password for {username}")
+    with open_access() as session:
+        user = session.store.set_password(username, password, cli_actor())
+        _show_user(session, user, as_json=as_json)
+
+
+@users_app.command("reset-totp")
+def users_reset_totp(username: UsernameArg, as_json: JsonOption = False) -> None:
+    """A new TOTP secret (the old authenticator stops working); printed once with its URI."""
+    with open_access() as session:
+        secret = session.store.reset_totp(username, cli_actor())
+    _show_totp(username, secret, user=None, as_json=as_json)
+
+
+@users_app.command("role")
+def users_role(
+    username: UsernameArg,
+    role: RoleOption,
+    unit: UnitCodeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an account's role and the unit it is scoped to."""
+    with open_access() as session:
+        user = session.store.set_role(username, role, session.unit_id(unit), cli_actor())
+        _show_user(session, user, as_json=as_json)
+
+
+def _client_dict(client: Client, codes: dict[int, str]) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "unit": None if client.unit_id is None else codes.get(client.unit_id),
+        "unit_id": client.unit_id,
+        "scopes": format_scopes(client.scopes),
+        "revoked": client.revoked,
+        "created_at": client.created_at.isoformat(),
+        "rotated_at": None if client.rotated_at is None else client.rotated_at.isoformat(),
+    }
+
+
+def _client_line(client: Client, codes: dict[int, str]) -> str:
+    unit = "-" if client.unit_id is None else codes.get(client.unit_id, str(client.unit_id))
+    return (
+        f"{client.client_id}\t{client.name}\tunit {unit}\tscopes {format_scopes(client.scopes)}"
+        f"\t{'revoked' if client.revoked else 'active'}"
+    )
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Argument(help="What the client is, e.g. 'Cổng dịch vụ công'.")],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            "--scopes",
+            help="Space-separated: sign, seal, verify, documents:read, audit:read, admin.",
+        ),
+    ],
+    unit: UnitCodeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a service client; prints its client_id and, once, its secret."""
+    wanted = parse_scopes(scopes)
+    with open_access() as session:
+        client, secret = session.store.add_client(
+            name=name, scopes=wanted, unit_id=session.unit_id(unit), actor=cli_actor()
+        )
+        codes = session.unit_codes()
+    if as_json:
+        echo_json({"client": _client_dict(client, codes), "client_secret": secret})
+        return
+    typer.echo(_client_line(client, codes))
+    typer.echo(f"client secret (shown once; store it in the client's configuration): {secret}")
+
+
+@clients_app.command("list")
+def clients_list(as_json: JsonOption = False) -> None:
+    """Every service client with its unit, scopes and whether it is revoked."""
+    with open_access() as session:
+        clients = session.store.clients()
+        codes = session.unit_codes()
+    if as_json:
+        echo_json([_client_dict(c, codes) for c in clients])
+        return
+    if not clients:
+        typer.echo("no clients")
+    for client in clients:
+        typer.echo(_client_line(client, codes))
+
+
+@clients_app.command("rotate")
+def clients_rotate(
+    client_id: ClientIdArg,
+    grace_hours: Annotated[
+        int,
+        typer.Option(
+            "--grace-hours", min=0, max=24 * 30, help="How long the current secret keeps working."
+        ),
+    ] = int(ROTATION_GRACE.total_seconds()) // 3600,
+    as_json: JsonOption = False,
+) -> None:
+    """A new secret (printed once); the current one keeps working for the grace period, so
+    that the client can be redeployed without downtime."""
+    grace = timedelta(hours=grace_hours)
+    with open_access() as session:
+        secret = session.store.rotate_client(client_id, cli_actor(), grace=grace)
+    until = (datetime.now(UTC) + grace).replace(microsecond=0).isoformat()
+    if as_json:
+        echo_json({"client_id": client_id, "client_secret": secret, "previous_valid_until": until})
+        return
+    typer.echo(f"{client_id}: the previous secret works until {until}")
+    typer.echo(f"client secret (shown once; store it in the client's configuration): {secret}")
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: ClientIdArg, as_json: JsonOption = False) -> None:
+    """End a client now: its secrets and the tokens issued to it stop working."""
+    with open_access() as session:
+        client = session.store.revoke_client(client_id, cli_actor())
+        codes = session.unit_codes()
+    if as_json:
+        echo_json(_client_dict(client, codes))
+    else:
+        typer.echo(_client_line(client, codes))
 
 
 def _run_guarded(fn: Callable[[], T]) -> T:

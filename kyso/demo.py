@@ -1,21 +1,29 @@
 """Demo data for ``kyso init --demo`` (used by ``make run``): a ministry, one province, two
 communes, an officer and a clerk per commune, officer credentials and agency seals, all
-issued by Kyso's CA on the token, each with the signing PIN :data:`DEMO_PIN`; and
-``var/demo.json`` describing them, that PIN included.
+issued by Kyso's CA on the token, each with the signing PIN :data:`DEMO_PIN`; a sign-in
+account for every role (:data:`DEMO_ACCOUNTS`, password :data:`DEMO_PASSWORD`, fixed TOTP
+secrets), a service client for the public-service portal (:data:`DEMO_CLIENT_NAME`); and
+``var/demo.json`` describing them, those secrets included.
 
 Idempotent: a database that already holds the demo units is left as it is (apart from a
-demo credential without a PIN, which gets the demo PIN) and only ``demo.json`` is
-rewritten from it. Everything here is clearly marked as demo data.
+demo credential without a PIN, which gets the demo PIN, and a missing demo account or
+client, which is created) and only ``demo.json`` is rewritten from it. The demo secrets are
+constants so that the file stays right however often it is rewritten. Everything here is
+clearly marked as demo data.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from audit.events import Actor
+from kyso.access import factors
+from kyso.access.model import Role, format_scopes, parse_scopes
+from kyso.access.store import AccessStore, Client
 from pki.authority import Authority, Credential
 from pki.store import CredentialKind, CredentialStatus, PersonRole, UnitKind
 
@@ -49,9 +57,82 @@ DEMO_PIN = "482915"
 """The signing PIN of every demo officer and seal credential. Written into ``demo.json``
 so that anyone can try the demo; a real PIN is known to its officer only."""
 
+DEMO_PASSWORD = "Kyso-demo-2026"  # noqa: S105 (demo data, published in demo.json)
+"""The sign-in password of every demo account (DEMO ONLY, written into ``demo.json``)."""
+
+DEMO_TOTP_SECRETS = {
+    "anh.nv": "KYSODEMOANHNV7777777777777777777",
+    "ngoc.ttb": "KYSODEMONGOCTTB77777777777777777",
+    "dung.lh": "KYSODEMODUNGLH777777777777777777",
+    "huong.ptt": "KYSODEMOHUONGPTT7777777777777777",
+    "admin.hcm": "KYSODEMOADMINHCM7777777777777777",
+    "auditor.hcm": "KYSODEMOAUDITORHCM77777777777777",
+    "sysadmin": "KYSODEMOSYSADMIN7777777777777777",
+}
+"""DEMO ONLY: the TOTP secret (base32, 160 bits, spelling "KYSO DEMO <username>") of each
+demo account, by username. Fixed rather than random so that ``demo.json``, rewritten on
+every run, still matches the authenticator apps enrolled from it."""
+
+DEMO_CLIENT_NAME = "Cổng dịch vụ công (demo)"
+"""The demo service client, found by this name on a re-run."""
+
+DEMO_CLIENT_SCOPES = parse_scopes("sign seal verify documents:read")
+
+DEMO_CLIENT_SECRET = "kyso-demo-client-secret-not-for-production"  # noqa: S105 (demo data)
+"""DEMO ONLY: the demo client's secret (no ``:``, so that it fits HTTP Basic as it is)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoAccount:
+    """A demo sign-in account."""
+
+    username: str
+    role: Role
+    unit: str | None
+    """Code of the unit the account's rights are bound to; ``None`` for the system admin."""
+    email: str | None
+    """E-mail of the demo person (in :data:`PEOPLE`) whose account it is; ``None`` for an
+    account that is nobody's officer or clerk record."""
+    totp_secret: str
+
+
+def _demo_accounts() -> tuple[DemoAccount, ...]:
+    """An account per demo officer and clerk (named after their e-mail), then the province's
+    unit admin and auditor and the system admin."""
+    people = tuple(
+        DemoAccount(
+            username=(username := email.partition("@")[0]),
+            role=Role(role.value),
+            unit=code,
+            email=email,
+            totp_secret=DEMO_TOTP_SECRETS[username],
+        )
+        for code, persons in PEOPLE.items()
+        for role, _, _, _, email in persons
+    )
+    staff = tuple(
+        DemoAccount(
+            username=username,
+            role=role,
+            unit=unit,
+            email=None,
+            totp_secret=DEMO_TOTP_SECRETS[username],
+        )
+        for username, role, unit in (
+            ("admin.hcm", Role.UNIT_ADMIN, PROVINCE[0]),
+            ("auditor.hcm", Role.AUDITOR, PROVINCE[0]),
+            ("sysadmin", Role.SYSTEM_ADMIN, None),
+        )
+    )
+    return people + staff
+
+
+DEMO_ACCOUNTS = _demo_accounts()
+
 
 def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
-    """Create what is missing of the demo and write ``path``; returns "created" or "present"."""
+    """Create what is missing of the demo and write ``path``; returns "created" (anything
+    was) or "present"."""
     existing = {unit.code: unit for unit in authority.units()}
     created = MINISTRY[0] not in existing
     if created:
@@ -102,8 +183,54 @@ def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
         # Also a demo made before credentials had PINs.
         if not credential.pin_set and credential.status is CredentialStatus.ACTIVE:
             authority.set_pin(credential.id, DEMO_PIN, actor)
-    _write(path, describe(authority))
-    return "created" if created else "present"
+    access = AccessStore(authority.engine)
+    accounts_created = _ensure_accounts(authority, access, actor)
+    client_created = _ensure_client(authority, access, actor)
+    _write(path, describe(authority, access))
+    return "created" if created or accounts_created or client_created else "present"
+
+
+def _ensure_accounts(authority: Authority, access: AccessStore, actor: Actor) -> bool:
+    """Create the demo accounts that do not exist yet; whether any was. An existing one is
+    left as it is, even if its role or password changed since."""
+    existing = {user.username for user in access.users()}
+    missing = [account for account in DEMO_ACCOUNTS if account.username not in existing]
+    if not missing:
+        return False
+    units = {unit.code: unit.id for unit in authority.units()}
+    people = {person.email: person.id for person in authority.people()}
+    for account in missing:
+        access.add_user(
+            username=account.username,
+            role=account.role,
+            unit_id=units[account.unit] if account.unit is not None else None,
+            person_id=people[account.email] if account.email is not None else None,
+            password=DEMO_PASSWORD,
+            totp_secret=account.totp_secret,
+            actor=actor,
+        )
+    return True
+
+
+def _demo_client(access: AccessStore) -> Client | None:
+    """The live demo service client, found by name: its ``client_id`` is random."""
+    return next((c for c in access.clients() if c.name == DEMO_CLIENT_NAME and not c.revoked), None)
+
+
+def _ensure_client(authority: Authority, access: AccessStore, actor: Actor) -> bool:
+    """Register the demo service client unless a live one exists; whether it was. A revoked
+    demo client is replaced, since the demo would not work with it."""
+    if _demo_client(access) is not None:
+        return False
+    province = next(unit.id for unit in authority.units() if unit.code == PROVINCE[0])
+    access.add_client(
+        name=DEMO_CLIENT_NAME,
+        scopes=DEMO_CLIENT_SCOPES,
+        unit_id=province,
+        secret=DEMO_CLIENT_SECRET,
+        actor=actor,
+    )
+    return True
 
 
 def _demo_credentials(authority: Authority) -> list[Credential]:
@@ -118,8 +245,9 @@ def _demo_credentials(authority: Authority) -> list[Credential]:
     ]
 
 
-def describe(authority: Authority) -> dict[str, Any]:
-    """The demo as ``demo.json`` holds it: ids, names and credential ids."""
+def describe(authority: Authority, access: AccessStore) -> dict[str, Any]:
+    """The demo as ``demo.json`` holds it: ids, names and credential ids, the demo accounts
+    and service client as the database holds them, with their demo secrets."""
     units = []
     for unit in authority.units():
         if unit.code not in {c for c, _, _ in COMMUNES}:
@@ -163,6 +291,38 @@ def describe(authority: Authority) -> dict[str, Any]:
                 if credential.pin_set
             },
         },
+        "accounts": _describe_accounts(authority, access),
+        "service_client": _describe_client(authority, access),
+    }
+
+
+def _describe_accounts(authority: Authority, access: AccessStore) -> list[dict[str, Any]]:
+    """The demo accounts that exist, with their demo password and TOTP secret."""
+    codes = {unit.id: unit.code for unit in authority.units()}
+    return [
+        {
+            "username": user.username,
+            "role": user.role.value,
+            "unit": codes.get(user.unit_id) if user.unit_id is not None else None,
+            "password": DEMO_PASSWORD,
+            "totp_secret": DEMO_TOTP_SECRETS[user.username],
+            "totp_uri": factors.totp_uri(DEMO_TOTP_SECRETS[user.username], user.username),
+        }
+        for user in access.users()
+        if user.username in DEMO_TOTP_SECRETS
+    ]
+
+
+def _describe_client(authority: Authority, access: AccessStore) -> dict[str, Any] | None:
+    client = _demo_client(access)
+    if client is None:
+        return None
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "client_secret": DEMO_CLIENT_SECRET,
+        "scopes": format_scopes(client.scopes),
+        "token_url": f"{authority.config.public_url}/oauth/token",
     }
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from audit.log import AuditLog
 from hsm import KeyInfo, SessionPool
+from kyso.access.store import AccessStore
+from kyso.access.tokens import TokenIssuer
 from kyso.pki_service import PkiServices
 from kyso.settings import Settings
 from kyso.signing import SigningServices
@@ -39,6 +41,10 @@ class Runtime:
     """Signing batches, worked on in background threads of this process."""
     verification: VerificationService | None = None
     """Verification of untrusted PDFs in isolated worker processes (started on first use)."""
+    access: AccessStore | None = None
+    """People who sign in, their sessions, service clients."""
+    access_tokens: TokenIssuer | None = None
+    """Issues and checks access tokens (``None`` while the HSM key is missing)."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         description="Seconds one verification may take before its worker "
         "is killed (the answer is then INDETERMINATE with the reason).",
     )
+    access_token_seconds: int = Field(
+        600,
+        ge=60,
+        le=3600,
+        description="Lifetime of an OAuth2 access token issued to a service client.",
+    )
     verify_fetch_allow: list[str] | None = Field(
         None,
         max_length=64,

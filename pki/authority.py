@@ -313,6 +313,12 @@ class Authority:
     def config(self) -> AuthorityConfig:
         return self._config
 
+    @property
+    def engine(self) -> Engine:
+        """The database the authority works on (the composition root keeps its other
+        records there too, e.g. the demo's accounts)."""
+        return self._engine
+
     # -- keys ------------------------------------------------------------------------------
 
     def _signer(self, key_id: str) -> HsmX509Signer:

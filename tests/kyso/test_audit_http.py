@@ -40,9 +40,10 @@ def _with_audit_key(token: TestToken) -> None:
         ensure_audit_key(pool)
 
 
-INIT_EVENTS = 9
-"""What ``kyso init`` records: the audit key's generation, then a key generation and a
-certificate issue each for the root CA, issuing CA, OCSP responder and TSA."""
+INIT_EVENTS = 10
+"""What ``kyso init`` records: the audit key's generation, the access-token key's, then a
+key generation and a certificate issue each for the root CA, issuing CA, OCSP responder
+and TSA."""
 
 
 def test_keygen_events_are_logged_and_provable_over_http(

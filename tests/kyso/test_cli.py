@@ -93,10 +93,12 @@ def test_init_is_idempotent(kyso_db: Kyso, token: TestToken, database_url: str):
         assert f"at revision {db.head_revision()}" in lines[0]
         assert f"{token.label!r} serial {token.serial}" in result.stdout
         assert re.search(rf"audit key: [0-9a-f]{{40}} \(ed25519\) {state}", result.stdout)
-        # The audit checkpoint key and the four of the CA hierarchy; a second run adds none.
+        assert re.search(rf"access-token key: [0-9a-f]{{40}} \(ec-p256\) {state}", result.stdout)
+        # The audit checkpoint key, the access-token key and the four of the CA hierarchy;
+        # a second run adds none.
         for kind in ("root-ca", "issuing-ca", "ocsp", "tsa"):
             assert f"{kind}: {state}" in lines
-        assert "keys: 5 on the token, 0 refused for signing" in result.stdout
+        assert "keys: 6 on the token, 0 refused for signing" in result.stdout
     vkeys = [re.search(r"verifier key: (\S+)", out).group(1) for out in outputs]  # type: ignore[union-attr]
     assert vkeys[0] == vkeys[1]
     assert vkeys[0].startswith("kyso.local/audit+")
@@ -105,7 +107,10 @@ def test_init_is_idempotent(kyso_db: Kyso, token: TestToken, database_url: str):
         assert db.check(engine)
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT label, spec FROM hsm_keys")).all()
-        assert [tuple(r) for r in rows] == [("kyso-audit-checkpoints", "ed25519")]
+        assert sorted(tuple(r) for r in rows) == [
+            ("kyso-access-tokens", "ec-p256"),
+            ("kyso-audit-checkpoints", "ed25519"),
+        ]
     finally:
         engine.dispose()
 
@@ -333,8 +338,9 @@ def test_selftest_fails_on_an_extractable_key(kyso: Kyso, token: TestToken):
     assert by_label["good"]["key_id"] == good
 
     init = kyso.ok("init")
-    # The good key, the refused one, and the audit and CA hierarchy keys init creates.
-    assert "keys: 7 on the token, 1 refused for signing" in init.stdout
+    # The good key, the refused one, and the audit, access-token and CA hierarchy keys
+    # init creates.
+    assert "keys: 8 on the token, 1 refused for signing" in init.stdout
     assert f"refused {LEAKY_ID.hex()} 'leaky'" in init.stdout
 
 

@@ -71,8 +71,9 @@ def init_demo(kyso: Kyso, tmp_path: Path) -> tuple[dict[str, Any], str]:
     """``kyso init --demo`` on an empty database and token: demo.json (checked) and what
     the command printed."""
     first = kyso.ok("init", "--demo").stdout
-    # Audit key, root, issuing CA, OCSP responder, TSA; two seals and two officers.
-    assert key_count(first) == 9
+    # Audit key, access-token key, root, issuing CA, OCSP responder, TSA; two seals and two
+    # officers.
+    assert key_count(first) == 10
     for kind in SERVICE_KINDS:
         assert f"{kind}: created" in first
     assert "demo: created" in first

@@ -1,0 +1,618 @@
+"""People who sign in, their sessions, and service clients; every change audited.
+
+A person signs in with a username, a password (argon2id) and, for a web session, a TOTP
+code. Wrong tries are counted; after :data:`MAX_LOGIN_FAILURES` in a row the account is
+locked until an administrator unlocks it. Every refusal says the same thing, whatever was
+wrong, so that no answer tells whether an account exists, and costs one password hash.
+
+A service client authenticates with its ``client_id`` and a random secret, of which only
+the SHA-256 is stored; a rotation keeps the previous secret working for a grace period
+so that the client can be redeployed without downtime; a revocation ends it at once.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from audit.events import Action, Actor, AuditEvent, Outcome
+from audit.log import AuditLog
+from kyso.access import factors
+from kyso.access.model import (
+    AccessConflictError,
+    AccessNotFoundError,
+    InvalidAccessInputError,
+    InvalidClientError,
+    InvalidLoginError,
+    Principal,
+    Role,
+    Scope,
+    format_scopes,
+    parse_scopes,
+)
+from kyso.tables import access_clients, access_sessions, access_users
+from pki.store import pki_people, pki_units
+
+MAX_LOGIN_FAILURES = 5
+"""Wrong tries in a row that lock an account (an administrator unlocks it)."""
+
+WEB_SESSION = timedelta(hours=8)
+"""How long a web session lasts (one working day)."""
+
+CSC_SESSION = timedelta(hours=1)
+"""How long a CSC ``auth/login`` session lasts."""
+
+ROTATION_GRACE = timedelta(hours=24)
+"""How long a client's previous secret keeps working after a rotation."""
+
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}", re.ASCII)
+_CLIENT_NAME_MAX = 128
+_REFUSED = "wrong username, password or code, or the account may not sign in"
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    id: int
+    username: str
+    role: Role
+    unit_id: int | None
+    person_id: int | None
+    locked: bool
+    disabled: bool
+    created_at: datetime
+
+    def principal(self, *, second_factor: bool) -> Principal:
+        return Principal(
+            kind="user",
+            id=f"user:{self.username}",
+            role=self.role,
+            unit_id=self.unit_id,
+            second_factor=second_factor,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Client:
+    id: int
+    client_id: str
+    name: str
+    unit_id: int | None
+    scopes: frozenset[Scope]
+    revoked: bool
+    created_at: datetime
+    rotated_at: datetime | None
+
+    def principal(self, scopes: frozenset[Scope] | None = None) -> Principal:
+        return Principal(
+            kind="client",
+            id=f"client:{self.client_id}",
+            role=None,
+            unit_id=self.unit_id,
+            scopes=self.scopes if scopes is None else scopes,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """A signed-in person: what the secret in their cookie (or bearer token) stands for."""
+
+    user: User
+    kind: str
+    csrf_hash: str
+    expires_at: datetime
+
+    def principal(self) -> Principal:
+        return self.user.principal(second_factor=self.kind == "web")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenedSession:
+    """The secrets of a new session, handed to the person once; only hashes are stored."""
+
+    secret: str
+    csrf: str
+    expires_at: datetime
+    user: User
+
+
+class AccessStore:
+    """Accounts, sessions and clients in the database; audit events in the same transaction."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._engine = engine
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- people ---------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        *,
+        username: str,
+        role: Role,
+        unit_id: int | None,
+        password: str,
+        actor: Actor,
+        person_id: int | None = None,
+        totp_secret: str | None = None,
+    ) -> tuple[User, str]:
+        """Create an account; returns it and its TOTP secret (to enrol an authenticator
+        app, shown once). A system admin has no unit; every other role has one."""
+        if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+            raise InvalidAccessInputError(
+                "a username is 3 to 64 lower-case ASCII letters, digits or ._- "
+                "(starting with a letter or digit)"
+            )
+        if (role is Role.SYSTEM_ADMIN) != (unit_id is None):
+            raise InvalidAccessInputError("a system admin has no unit; every other role has one")
+        password_hash = factors.hash_password(password)
+        secret = totp_secret or factors.new_totp_secret()
+        now = self._clock()
+        with self._engine.begin() as connection:
+            self._check_unit_and_person(connection, unit_id, person_id, role)
+            try:
+                inserted = connection.execute(
+                    insert(access_users).values(
+                        username=username,
+                        role=role.value,
+                        unit_id=unit_id,
+                        person_id=person_id,
+                        password_hash=password_hash,
+                        totp_secret=secret,
+                        failed_logins=0,
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                ).inserted_primary_key
+            except IntegrityError as ex:
+                raise AccessConflictError(f"the username {username!r} is taken") from ex
+            assert inserted is not None
+            user_id = inserted[0]
+            _audit(
+                connection,
+                Action.USER_CHANGED,
+                actor,
+                {"change": "created", "username": username, "role": role.value},
+            )
+            user = _user(_user_row(connection, user_id=int(user_id)))
+        return user, secret
+
+    def users(self) -> list[User]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(access_users).order_by(access_users.c.id)).all()
+        return [_user(row) for row in rows]
+
+    def user(self, username: str) -> User:
+        with self._engine.connect() as connection:
+            row = _user_row(connection, username=username)
+        if row is None:
+            raise AccessNotFoundError(f"no account {username!r}")
+        return _user(row)
+
+    def authenticate(self, username: str, password: str, code: str | None, *, kind: str) -> User:
+        """The account if ``password`` (and, for a ``web`` sign-in, the TOTP ``code``) is
+        right and it may sign in; else :class:`InvalidLoginError`, with the try counted.
+        A ``csc`` sign-in (CSC ``auth/login``, HTTP Basic) takes no code: the second
+        factor is asked where it matters, when a signing credential is activated."""
+        name = username if isinstance(username, str) and _USERNAME.fullmatch(username) else ""
+        with self._engine.connect() as connection:
+            row = _user_row(connection, username=name) if name else None
+        # One hash whatever happens, so that the time taken says nothing either.
+        password_ok = factors.verify_password(row.password_hash if row else None, password)
+        if row is None:
+            self._failed(None, name, "unknown")
+            raise InvalidLoginError(_REFUSED)
+        if row.disabled_at is not None or row.locked_at is not None:
+            self._failed(None, name, "disabled" if row.disabled_at else "locked")
+            raise InvalidLoginError(_REFUSED)
+        step = None
+        if kind == "web":
+            step = factors.match_totp(
+                row.totp_secret, code or "", after_step=row.totp_last_step, at=self._now_ts()
+            )
+        if not password_ok or (kind == "web" and step is None):
+            self._failed(row.id, name, "password" if not password_ok else "code")
+            raise InvalidLoginError(_REFUSED)
+        with self._engine.begin() as connection:
+            condition = access_users.c.id == row.id
+            if step is not None:
+                # A code is used once: a second sign-in with it loses this race.
+                condition &= access_users.c.totp_last_step.is_(None) | (
+                    access_users.c.totp_last_step < step
+                )
+            changed = connection.execute(
+                update(access_users)
+                .where(condition, access_users.c.locked_at.is_(None))
+                .values(failed_logins=0, totp_last_step=step or row.totp_last_step)
+            ).rowcount
+            if changed != 1:
+                raise InvalidLoginError(_REFUSED)
+            _audit(
+                connection,
+                Action.LOGIN_SUCCEEDED,
+                Actor(id=f"user:{name}", role=row.role),
+                {"kind": kind},
+            )
+            return _user(_user_row(connection, user_id=row.id))
+
+    def _failed(self, user_id: int | None, username: str, reason: str) -> None:
+        details: dict[str, Any] = {"reason": reason}
+        with self._engine.begin() as connection:
+            if user_id is not None:
+                connection.execute(
+                    update(access_users)
+                    .where(access_users.c.id == user_id)
+                    .values(failed_logins=access_users.c.failed_logins + 1)
+                )
+                failures = connection.execute(
+                    select(access_users.c.failed_logins).where(access_users.c.id == user_id)
+                ).scalar_one()
+                details["failures"] = failures
+                if failures >= MAX_LOGIN_FAILURES:
+                    locked = connection.execute(
+                        update(access_users)
+                        .where(access_users.c.id == user_id, access_users.c.locked_at.is_(None))
+                        .values(locked_at=self._clock())
+                    ).rowcount
+                    details["locked"] = bool(locked)
+            actor = Actor(id=f"user:{username[:60]}") if username else Actor()
+            _audit(
+                connection,
+                Action.LOGIN_FAILED,
+                actor,
+                details,
+                outcome=Outcome(success=False, code=InvalidLoginError.code),
+            )
+
+    def unlock(self, username: str, actor: Actor) -> User:
+        """Unlock an account and clear its failure count (an administrator's act)."""
+        return self._change(
+            username, actor, {"change": "unlocked"}, locked_at=None, failed_logins=0
+        )
+
+    def disable(self, username: str, actor: Actor) -> User:
+        """Stop an account from signing in, and end its sessions."""
+        user = self._change(username, actor, {"change": "disabled"}, disabled_at=self._clock())
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(access_sessions)
+                .where(access_sessions.c.user_id == user.id, access_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=self._clock())
+            )
+        return user
+
+    def set_password(self, username: str, password: str, actor: Actor) -> User:
+        return self._change(
+            username,
+            actor,
+            {"change": "password"},
+            password_hash=factors.hash_password(password),
+            password_changed_at=self._clock(),
+        )
+
+    def reset_totp(self, username: str, actor: Actor) -> str:
+        """A new TOTP secret for the account (the old authenticator stops working)."""
+        secret = factors.new_totp_secret()
+        self._change(
+            username, actor, {"change": "second_factor"}, totp_secret=secret, totp_last_step=None
+        )
+        return secret
+
+    def set_role(self, username: str, role: Role, unit_id: int | None, actor: Actor) -> User:
+        if (role is Role.SYSTEM_ADMIN) != (unit_id is None):
+            raise InvalidAccessInputError("a system admin has no unit; every other role has one")
+        with self._engine.connect() as connection:
+            self._check_unit_and_person(connection, unit_id, None, role)
+        return self._change(
+            username,
+            actor,
+            {"change": "role", "role": role.value},
+            role=role.value,
+            unit_id=unit_id,
+        )
+
+    def _change(self, username: str, actor: Actor, details: dict[str, Any], **values: Any) -> User:
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(access_users).where(access_users.c.username == username).values(**values)
+            ).rowcount
+            if changed != 1:
+                raise AccessNotFoundError(f"no account {username!r}")
+            _audit(connection, Action.USER_CHANGED, actor, {**details, "username": username})
+            return _user(_user_row(connection, username=username))
+
+    def _check_unit_and_person(
+        self, connection: Connection, unit_id: int | None, person_id: int | None, role: Role
+    ) -> None:
+        if (
+            unit_id is not None
+            and connection.execute(select(pki_units.c.id).where(pki_units.c.id == unit_id)).first()
+            is None
+        ):
+            raise AccessNotFoundError(f"no unit {unit_id}")
+        if person_id is None:
+            return
+        person = connection.execute(
+            select(pki_people.c.unit_id, pki_people.c.role).where(pki_people.c.id == person_id)
+        ).first()
+        if person is None:
+            raise AccessNotFoundError(f"no person {person_id}")
+        if person.unit_id != unit_id or person.role != role.value:
+            raise InvalidAccessInputError(
+                "an officer's or clerk's account has that person's role and unit"
+            )
+
+    def _now_ts(self) -> float:
+        return self._clock().timestamp()
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def open_session(self, user: User, *, kind: str) -> OpenedSession:
+        """A new session for ``user`` (just authenticated): its secret (the cookie or the
+        CSC bearer token) and a CSRF secret for cookie sessions, each given out once."""
+        secret, csrf = factors.new_session_secret(), factors.new_session_secret()
+        now = self._clock()
+        expires = now + (WEB_SESSION if kind == "web" else CSC_SESSION)
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(access_sessions).values(
+                    id=factors.digest(secret),
+                    user_id=user.id,
+                    kind=kind,
+                    csrf_hash=factors.digest(csrf),
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+        return OpenedSession(secret=secret, csrf=csrf, expires_at=expires, user=user)
+
+    def session(self, secret: str) -> Session | None:
+        """The live session ``secret`` stands for, or ``None`` (unknown, expired, revoked,
+        or its account locked or disabled since)."""
+        if not isinstance(secret, str) or not 20 <= len(secret) <= 128:
+            return None
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(access_sessions).where(access_sessions.c.id == factors.digest(secret))
+            ).first()
+            if row is None or row.revoked_at is not None or _aware(row.expires_at) <= self._clock():
+                return None
+            user = _user(_user_row(connection, user_id=row.user_id))
+        if user.locked or user.disabled:
+            return None
+        return Session(
+            user=user, kind=row.kind, csrf_hash=row.csrf_hash, expires_at=_aware(row.expires_at)
+        )
+
+    def end_session(self, secret: str, actor: Actor) -> bool:
+        """Revoke the session; True if it was live."""
+        with self._engine.begin() as connection:
+            ended = connection.execute(
+                update(access_sessions)
+                .where(
+                    access_sessions.c.id == factors.digest(secret),
+                    access_sessions.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=self._clock())
+            ).rowcount
+            if ended:
+                _audit(connection, Action.SESSION_ENDED, actor, {"change": "signed_out"})
+        return bool(ended)
+
+    # -- service clients ------------------------------------------------------------------
+
+    def add_client(
+        self,
+        *,
+        name: str,
+        scopes: frozenset[Scope],
+        unit_id: int | None,
+        actor: Actor,
+        secret: str | None = None,
+    ) -> tuple[Client, str]:
+        """Register a service client; returns it and its secret (shown once)."""
+        if not isinstance(name, str) or not name.strip() or len(name) > _CLIENT_NAME_MAX:
+            raise InvalidAccessInputError(f"a client's name is 1 to {_CLIENT_NAME_MAX} characters")
+        if not scopes:
+            raise InvalidAccessInputError("a client needs at least one scope")
+        secret = secret or factors.new_client_secret()
+        client_id = f"kyso-{secrets.token_hex(8)}"
+        with self._engine.begin() as connection:
+            self._check_unit_and_person(connection, unit_id, None, Role.UNIT_ADMIN)
+            connection.execute(
+                insert(access_clients).values(
+                    client_id=client_id,
+                    name=name.strip(),
+                    unit_id=unit_id,
+                    scopes=format_scopes(scopes),
+                    secret_hash=factors.digest(secret),
+                    created_at=self._clock(),
+                )
+            )
+            _audit(
+                connection,
+                Action.CLIENT_CHANGED,
+                actor,
+                {"change": "created", "client_id": client_id, "scopes": format_scopes(scopes)},
+            )
+            client = _client(_client_row(connection, client_id))
+        return client, secret
+
+    def clients(self) -> list[Client]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(access_clients).order_by(access_clients.c.id)).all()
+        return [_client(row) for row in rows]
+
+    def client(self, client_id: str) -> Client | None:
+        """The client if it exists and is not revoked."""
+        with self._engine.connect() as connection:
+            row = _client_row(connection, client_id)
+        if row is None or row.revoked_at is not None:
+            return None
+        return _client(row)
+
+    def authenticate_client(self, client_id: str, secret: str) -> Client:
+        """The client if ``secret`` is its secret (or its previous one, within the grace
+        period of a rotation) and it is not revoked; else :class:`InvalidClientError`."""
+        with self._engine.connect() as connection:
+            row = (
+                _client_row(connection, client_id)
+                if isinstance(client_id, str) and len(client_id) <= 64
+                else None
+            )
+        current = factors.digests_match(row.secret_hash if row else _DECOY_DIGEST, secret)
+        previous = (
+            row is not None
+            and row.previous_secret_hash is not None
+            and row.previous_valid_until is not None
+            and _aware(row.previous_valid_until) > self._clock()
+            and factors.digests_match(row.previous_secret_hash, secret)
+        )
+        if row is None or row.revoked_at is not None or not (current or previous):
+            raise InvalidClientError("unknown client, wrong secret, or a revoked client")
+        return _client(row)
+
+    def rotate_client(
+        self, client_id: str, actor: Actor, *, grace: timedelta = ROTATION_GRACE
+    ) -> str:
+        """A new secret for the client; the current one keeps working for ``grace``."""
+        secret = factors.new_client_secret()
+        now = self._clock()
+        with self._engine.begin() as connection:
+            row = _client_row(connection, client_id)
+            if row is None or row.revoked_at is not None:
+                raise AccessNotFoundError(f"no active client {client_id!r}")
+            connection.execute(
+                update(access_clients)
+                .where(access_clients.c.id == row.id)
+                .values(
+                    secret_hash=factors.digest(secret),
+                    previous_secret_hash=row.secret_hash,
+                    previous_valid_until=now + grace,
+                    rotated_at=now,
+                )
+            )
+            _audit(
+                connection,
+                Action.CLIENT_CHANGED,
+                actor,
+                {
+                    "change": "rotated",
+                    "client_id": client_id,
+                    "grace_seconds": int(grace.total_seconds()),
+                },
+            )
+        return secret
+
+    def revoke_client(self, client_id: str, actor: Actor) -> Client:
+        """End the client: its secrets and every token issued to it stop working now."""
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                update(access_clients)
+                .where(
+                    access_clients.c.client_id == client_id, access_clients.c.revoked_at.is_(None)
+                )
+                .values(revoked_at=self._clock())
+            ).rowcount
+            if changed != 1:
+                raise AccessNotFoundError(f"no active client {client_id!r}")
+            _audit(
+                connection,
+                Action.CLIENT_CHANGED,
+                actor,
+                {"change": "revoked", "client_id": client_id},
+            )
+            return _client(_client_row(connection, client_id))
+
+    def record_grant(
+        self, client: Client, scopes: frozenset[Scope], request_id: str | None
+    ) -> None:
+        with self._engine.begin() as connection:
+            _audit(
+                connection,
+                Action.ACCESS_GRANTED,
+                client.principal().actor(),
+                {"scopes": format_scopes(scopes)},
+            )
+
+    def count_users(self) -> int:
+        with self._engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(access_users)).scalar_one()
+            )
+
+
+_DECOY_DIGEST = factors.digest(secrets.token_urlsafe(32))
+
+
+def _user_row(
+    connection: Connection, *, user_id: int | None = None, username: str | None = None
+) -> Any:
+    query = select(access_users)
+    query = query.where(
+        access_users.c.id == user_id if user_id is not None else access_users.c.username == username
+    )
+    return connection.execute(query).first()
+
+
+def _client_row(connection: Connection, client_id: str) -> Any:
+    return connection.execute(
+        select(access_clients).where(access_clients.c.client_id == client_id)
+    ).first()
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        role=Role(row.role),
+        unit_id=row.unit_id,
+        person_id=row.person_id,
+        locked=row.locked_at is not None,
+        disabled=row.disabled_at is not None,
+        created_at=_aware(row.created_at),
+    )
+
+
+def _client(row: Any) -> Client:
+    return Client(
+        id=row.id,
+        client_id=row.client_id,
+        name=row.name,
+        unit_id=row.unit_id,
+        scopes=parse_scopes(row.scopes),
+        revoked=row.revoked_at is not None,
+        created_at=_aware(row.created_at),
+        rotated_at=_aware(row.rotated_at) if row.rotated_at else None,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _audit(
+    connection: Connection,
+    action: Action,
+    actor: Actor,
+    details: dict[str, Any],
+    *,
+    outcome: Outcome | None = None,
+) -> None:
+    AuditLog.append(
+        connection,
+        AuditEvent(
+            time=datetime.now(UTC),
+            action=action,
+            actor=actor,
+            outcome=outcome or Outcome(success=True),
+            details=details,
+        ),
+    )
