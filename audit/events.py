@@ -157,6 +157,17 @@ class Action(enum.Enum):
     ACCESS_GRANTED = "access.granted"
     """A service client was issued an access token (its scopes in the details)."""
 
+    SAD_ISSUED = "sad.issued"
+    """Signature activation data was issued: a credential's holder authorised a number of
+    signatures (bound to their hashes or documents) for a few minutes."""
+
+    SAD_USED = "sad.used"
+    """Signature activation data was used up by a signing request."""
+
+    SAD_REFUSED = "sad.refused"
+    """An authorisation or a use of signature activation data was refused (the reason in
+    the details)."""
+
     PIN_LOCKED = "pin.locked"
     """A signing PIN (or the token's user PIN) was locked after too many failures."""
 

@@ -109,6 +109,8 @@ _STATUS = {
     "access.not_found": 404,
     "access.conflict": 409,
     "access.invalid_input": 422,
+    "access.sad_refused": 403,
+    "access.otp_invalid": 403,
     "signer.unknown_document_type": 422,
     "signer.document_not_found": 404,
     "signer.batch_not_found": 404,

@@ -22,6 +22,7 @@ from typing import Any
 
 from audit.events import Actor
 from kyso.access import factors
+from kyso.access.activation import ActivationPolicy, SignatureActivation
 from kyso.access.model import Role, format_scopes, parse_scopes
 from kyso.access.store import AccessStore, Client
 from pki.authority import Authority, Credential
@@ -186,8 +187,25 @@ def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
     access = AccessStore(authority.engine)
     accounts_created = _ensure_accounts(authority, access, actor)
     client_created = _ensure_client(authority, access, actor)
+    activation = SignatureActivation(engine=authority.engine, authority=authority, access=access)
+    _ensure_activation(authority, activation, actor)
     _write(path, describe(authority, access))
     return "created" if created or accounts_created or client_created else "present"
+
+
+PIN_ONLY_OFFICER = "CAP-SG"
+"""The commune whose officer's credentials are activated with the PIN alone; the other
+officer's need the PIN and a one-time code (the default), so the demo shows both."""
+
+
+def _ensure_activation(authority: Authority, activation: SignatureActivation, actor: Actor) -> None:
+    unit = next(u for u in authority.units() if u.code == PIN_ONLY_OFFICER)
+    for credential in authority.credentials(unit_id=unit.id):
+        if (
+            credential.kind is CredentialKind.OFFICER
+            and activation.policy(credential.id) is not ActivationPolicy.PIN
+        ):
+            activation.set_policy(credential.id, ActivationPolicy.PIN, actor)
 
 
 def _ensure_accounts(authority: Authority, access: AccessStore, actor: Actor) -> bool:
@@ -291,8 +309,21 @@ def describe(authority: Authority, access: AccessStore) -> dict[str, Any]:
                 if credential.pin_set
             },
         },
+        "activation": _describe_activation(authority, access),
         "accounts": _describe_accounts(authority, access),
         "service_client": _describe_client(authority, access),
+    }
+
+
+def _describe_activation(authority: Authority, access: AccessStore) -> dict[str, Any]:
+    activation = SignatureActivation(engine=authority.engine, authority=authority, access=access)
+    return {
+        "note": "How each demo officer and seal credential is activated: 'pin' (its signing "
+        "PIN) or 'pin+otp' (the PIN and the holder's one-time code from the TOTP app).",
+        "by_credential": {
+            str(credential.id): activation.policy(credential.id).value
+            for credential in _demo_credentials(authority)
+        },
     }
 
 

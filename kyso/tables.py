@@ -15,10 +15,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 from audit.store import NAMING_CONVENTION
-from pki.store import pki_people, pki_units
+from pki.store import pki_credentials, pki_people, pki_units
 
 # One schema, one naming convention: the audit tables' own.
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -96,4 +97,37 @@ access_clients = Table(
     Column("rotated_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     comment="Other systems that call Kyso with the OAuth2 client-credentials grant.",
+)
+
+access_activation = Table(
+    "access_activation",
+    metadata,
+    Column("credential_id", _Id, ForeignKey(pki_credentials.c.id), primary_key=True),
+    Column("policy", String(8), nullable=False, comment="pin, or pin+otp"),
+    Column(
+        "client_id",
+        _Id,
+        ForeignKey(access_clients.c.id),
+        nullable=True,
+        comment="a seal bound to this service client for automated sealing",
+    ),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("policy IN ('pin', 'pin+otp')", name="policy"),
+    comment="How each signing credential is activated, when not by the default.",
+)
+
+access_sads = Table(
+    "access_sads",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="SHA-256 of the SAD, hex"),
+    Column("credential_id", _Id, ForeignKey(pki_credentials.c.id), nullable=False),
+    Column("principal", String(128), nullable=False, comment="who authorised: user:… or client:…"),
+    Column("hash_algorithm", String(16), nullable=True),
+    Column("bound_to", Text, nullable=False, comment="JSON: the hashes or document ids"),
+    Column("max_count", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("max_count BETWEEN 1 AND 1000", name="max_count"),
+    comment="Signature activation data: single use, short-lived, bound to what it signs.",
 )

@@ -174,7 +174,7 @@ class AccessStore:
                 raise AccessConflictError(f"the username {username!r} is taken") from ex
             assert inserted is not None
             user_id = inserted[0]
-            _audit(
+            audit_event(
                 connection,
                 Action.USER_CHANGED,
                 actor,
@@ -233,7 +233,7 @@ class AccessStore:
             ).rowcount
             if changed != 1:
                 raise InvalidLoginError(_REFUSED)
-            _audit(
+            audit_event(
                 connection,
                 Action.LOGIN_SUCCEEDED,
                 Actor(id=f"user:{name}", role=row.role),
@@ -262,7 +262,7 @@ class AccessStore:
                     ).rowcount
                     details["locked"] = bool(locked)
             actor = Actor(id=f"user:{username[:60]}") if username else Actor()
-            _audit(
+            audit_event(
                 connection,
                 Action.LOGIN_FAILED,
                 actor,
@@ -324,7 +324,7 @@ class AccessStore:
             ).rowcount
             if changed != 1:
                 raise AccessNotFoundError(f"no account {username!r}")
-            _audit(connection, Action.USER_CHANGED, actor, {**details, "username": username})
+            audit_event(connection, Action.USER_CHANGED, actor, {**details, "username": username})
             return _user(_user_row(connection, username=username))
 
     def _check_unit_and_person(
@@ -346,6 +346,35 @@ class AccessStore:
         if person.unit_id != unit_id or person.role != role.value:
             raise InvalidAccessInputError(
                 "an officer's or clerk's account has that person's role and unit"
+            )
+
+    def use_code(self, user_id: int, code: str) -> bool:
+        """Whether ``code`` is the account's current TOTP code, not used before; a right
+        code is used up (a second use of it, or of an earlier one, is refused)."""
+        with self._engine.begin() as connection:
+            row = connection.execute(
+                select(access_users.c.totp_secret, access_users.c.totp_last_step).where(
+                    access_users.c.id == user_id
+                )
+            ).first()
+            if row is None:
+                return False
+            step = factors.match_totp(
+                row.totp_secret, code, after_step=row.totp_last_step, at=self._now_ts()
+            )
+            if step is None:
+                return False
+            return (
+                connection.execute(
+                    update(access_users)
+                    .where(
+                        access_users.c.id == user_id,
+                        access_users.c.totp_last_step.is_(None)
+                        | (access_users.c.totp_last_step < step),
+                    )
+                    .values(totp_last_step=step)
+                ).rowcount
+                == 1
             )
 
     def _now_ts(self) -> float:
@@ -381,13 +410,17 @@ class AccessStore:
             row = connection.execute(
                 select(access_sessions).where(access_sessions.c.id == factors.digest(secret))
             ).first()
-            if row is None or row.revoked_at is not None or _aware(row.expires_at) <= self._clock():
+            if (
+                row is None
+                or row.revoked_at is not None
+                or as_aware(row.expires_at) <= self._clock()
+            ):
                 return None
             user = _user(_user_row(connection, user_id=row.user_id))
         if user.locked or user.disabled:
             return None
         return Session(
-            user=user, kind=row.kind, csrf_hash=row.csrf_hash, expires_at=_aware(row.expires_at)
+            user=user, kind=row.kind, csrf_hash=row.csrf_hash, expires_at=as_aware(row.expires_at)
         )
 
     def end_session(self, secret: str, actor: Actor) -> bool:
@@ -402,7 +435,7 @@ class AccessStore:
                 .values(revoked_at=self._clock())
             ).rowcount
             if ended:
-                _audit(connection, Action.SESSION_ENDED, actor, {"change": "signed_out"})
+                audit_event(connection, Action.SESSION_ENDED, actor, {"change": "signed_out"})
         return bool(ended)
 
     # -- service clients ------------------------------------------------------------------
@@ -435,7 +468,7 @@ class AccessStore:
                     created_at=self._clock(),
                 )
             )
-            _audit(
+            audit_event(
                 connection,
                 Action.CLIENT_CHANGED,
                 actor,
@@ -471,7 +504,7 @@ class AccessStore:
             row is not None
             and row.previous_secret_hash is not None
             and row.previous_valid_until is not None
-            and _aware(row.previous_valid_until) > self._clock()
+            and as_aware(row.previous_valid_until) > self._clock()
             and factors.digests_match(row.previous_secret_hash, secret)
         )
         if row is None or row.revoked_at is not None or not (current or previous):
@@ -498,7 +531,7 @@ class AccessStore:
                     rotated_at=now,
                 )
             )
-            _audit(
+            audit_event(
                 connection,
                 Action.CLIENT_CHANGED,
                 actor,
@@ -522,7 +555,7 @@ class AccessStore:
             ).rowcount
             if changed != 1:
                 raise AccessNotFoundError(f"no active client {client_id!r}")
-            _audit(
+            audit_event(
                 connection,
                 Action.CLIENT_CHANGED,
                 actor,
@@ -534,7 +567,7 @@ class AccessStore:
         self, client: Client, scopes: frozenset[Scope], request_id: str | None
     ) -> None:
         with self._engine.begin() as connection:
-            _audit(
+            audit_event(
                 connection,
                 Action.ACCESS_GRANTED,
                 client.principal().actor(),
@@ -576,7 +609,7 @@ def _user(row: Any) -> User:
         person_id=row.person_id,
         locked=row.locked_at is not None,
         disabled=row.disabled_at is not None,
-        created_at=_aware(row.created_at),
+        created_at=as_aware(row.created_at),
     )
 
 
@@ -588,17 +621,17 @@ def _client(row: Any) -> Client:
         unit_id=row.unit_id,
         scopes=parse_scopes(row.scopes),
         revoked=row.revoked_at is not None,
-        created_at=_aware(row.created_at),
-        rotated_at=_aware(row.rotated_at) if row.rotated_at else None,
+        created_at=as_aware(row.created_at),
+        rotated_at=as_aware(row.rotated_at) if row.rotated_at else None,
     )
 
 
-def _aware(moment: datetime) -> datetime:
+def as_aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _audit(
+def audit_event(
     connection: Connection,
     action: Action,
     actor: Actor,
