@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from audit import AuditError
 from hsm import HsmError, KeyInfo, SessionPool
 from kyso import __version__, db
+from kyso.access.activation import SignatureActivation
 from kyso.access.store import AccessStore
 from kyso.access.tokens import TokenIssuer, find_token_key
 from kyso.audit_service import (
@@ -40,6 +41,7 @@ from kyso.pki_service import PkiServices, make_authority, watch_expiry
 from kyso.routers import admin as admin_routes
 from kyso.routers import audit as audit_routes
 from kyso.routers import auth as auth_routes
+from kyso.routers import csc as csc_routes
 from kyso.routers import documents as document_routes
 from kyso.routers import health
 from kyso.routers import pki as pki_routes
@@ -326,6 +328,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verification = VerificationService(
             settings=settings, authority=authority, trust=pki.trust, audit=audit_log
         )
+        access = AccessStore(engine)
         token_key = find_token_key(keys or [])
         access_tokens = (
             None
@@ -347,8 +350,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signing=signing,
             batches=batches,
             verification=verification,
-            access=AccessStore(engine),
+            access=access,
             access_tokens=access_tokens,
+            activation=SignatureActivation(engine=engine, authority=authority, access=access),
         )
 
         def show_audit_vkey(found: str) -> None:
@@ -470,6 +474,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(auth_routes.router)
+    app.include_router(csc_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(pki_routes.router)
     app.include_router(admin_routes.router)

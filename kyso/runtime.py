@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from audit.log import AuditLog
 from hsm import KeyInfo, SessionPool
+from kyso.access.activation import SignatureActivation
 from kyso.access.store import AccessStore
 from kyso.access.tokens import TokenIssuer
 from kyso.pki_service import PkiServices
@@ -45,6 +46,8 @@ class Runtime:
     """People who sign in, their sessions, service clients."""
     access_tokens: TokenIssuer | None = None
     """Issues and checks access tokens (``None`` while the HSM key is missing)."""
+    activation: SignatureActivation | None = None
+    """Signature activation data: who may activate which credential, and their SADs."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

@@ -207,7 +207,7 @@ class SignatureActivation:
         now = self._clock()
         default = {
             "policy": self.policy(credential_id).value,
-            "client_id": self._bound_client(credential_id),
+            "client_id": self.bound_client_id(credential_id),
         }
         with self._engine.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
@@ -227,7 +227,8 @@ class SignatureActivation:
                 {**details, "credential_id": credential_id},
             )
 
-    def _bound_client(self, credential_id: int) -> int | None:
+    def bound_client_id(self, credential_id: int) -> int | None:
+        """The id of the service client the seal is bound to, if any."""
         with self._engine.connect() as connection:
             value = connection.execute(
                 select(access_activation.c.client_id).where(
@@ -324,7 +325,7 @@ class SignatureActivation:
         if principal.kind == "client":
             if credential.kind is CredentialKind.SEAL:
                 client = self._access.client(principal.id.removeprefix("client:"))
-                if client is not None and client.id == self._bound_client(credential.id):
+                if client is not None and client.id == self.bound_client_id(credential.id):
                     return "bound-client"
             raise ForbiddenError(
                 "a service client cannot activate this credential: it may queue a document "
