@@ -35,6 +35,7 @@ from kyso.audit_service import (
     publish,
     sequence_forever,
 )
+from kyso.csc import CscService
 from kyso.errors import KysoError
 from kyso.logs import configure_logging, new_request_id, request_id
 from kyso.pki_service import PkiServices, make_authority, watch_expiry
@@ -329,6 +330,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings, authority=authority, trust=pki.trust, audit=audit_log
         )
         access = AccessStore(engine)
+        activation = SignatureActivation(engine=engine, authority=authority, access=access)
         token_key = find_token_key(keys or [])
         access_tokens = (
             None
@@ -352,7 +354,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             verification=verification,
             access=access,
             access_tokens=access_tokens,
-            activation=SignatureActivation(engine=engine, authority=authority, access=access),
+            activation=activation,
+            csc=CscService(
+                access=access,
+                activation=activation,
+                authority=authority,
+                pool=pool.blocking,
+                signer=signing.service,
+            ),
         )
 
         def show_audit_vkey(found: str) -> None:
@@ -474,7 +483,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(auth_routes.router)
-    app.include_router(csc_routes.router)
+    app.include_router(csc_routes.v1)
+    app.include_router(csc_routes.v2)
     app.include_router(audit_routes.router)
     app.include_router(pki_routes.router)
     app.include_router(admin_routes.router)

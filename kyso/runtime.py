@@ -14,6 +14,7 @@ from hsm import KeyInfo, SessionPool
 from kyso.access.activation import SignatureActivation
 from kyso.access.store import AccessStore
 from kyso.access.tokens import TokenIssuer
+from kyso.csc import CscService
 from kyso.pki_service import PkiServices
 from kyso.settings import Settings
 from kyso.signing import SigningServices
@@ -48,6 +49,8 @@ class Runtime:
     """Issues and checks access tokens (``None`` while the HSM key is missing)."""
     activation: SignatureActivation | None = None
     """Signature activation data: who may activate which credential, and their SADs."""
+    csc: CscService | None = None
+    """The CSC API's operations (v1 and v2)."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

@@ -85,6 +85,8 @@ PUBLIC = frozenset(
         ("POST", "/api/v1/auth/login"),
         ("POST", "/csc/v1/info"),
         ("POST", "/csc/v1/auth/login"),
+        ("POST", "/csc/v2/info"),
+        ("POST", "/csc/v2/auth/login"),
         ("GET", "/pki/ca/{name}.crt"),
         ("GET", "/pki/crl/{name}.crl"),
         ("POST", "/pki/ocsp"),
@@ -104,6 +106,13 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
     ("POST", "/csc/v1/credentials/authorize"): SIGNED_IN,
     ("POST", "/csc/v1/signatures/signHash"): SIGNED_IN,
     ("POST", "/csc/v1/signatures/timestamp"): SIGNED_IN,
+    ("POST", "/csc/v2/auth/revoke"): SIGNED_IN,
+    ("POST", "/csc/v2/credentials/list"): SIGNED_IN,
+    ("POST", "/csc/v2/credentials/info"): SIGNED_IN,
+    ("POST", "/csc/v2/credentials/authorize"): SIGNED_IN,
+    ("POST", "/csc/v2/signatures/signHash"): SIGNED_IN,
+    ("POST", "/csc/v2/signatures/signDoc"): SIGNED_IN,
+    ("POST", "/csc/v2/signatures/timestamp"): SIGNED_IN,
     # operations
     ("GET", "/metrics"): _read(None, _SYSTEM),
     # the audit log is one tree: its readers read all of it (no unit target)

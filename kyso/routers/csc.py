@@ -1,4 +1,5 @@
-"""The Cloud Signature Consortium API, v1 (1.0.4.0), under ``/csc/v1/``.
+"""The Cloud Signature Consortium API: v1 (1.0.4.0) under ``/csc/v1/`` and v2 (2.0.0.2)
+under ``/csc/v2/``, one implementation (:mod:`kyso.csc`) behind both.
 
 Remote signing clients (pyHanko's ``CSCSigner``, commercial tools) sign through Kyso with
 the keys on its HSM: ``auth/login`` (HTTP Basic) gives a person a token limited to these
@@ -6,8 +7,9 @@ endpoints; ``credentials/list`` and ``credentials/info`` describe the credential
 hold; ``credentials/authorize`` checks the PIN (and the one-time code under ``pin+otp``)
 and returns a SAD bound to the hashes (SCAL 2) and their number (``multisign``);
 ``signatures/signHash`` uses the SAD up and signs exactly those hashes on the HSM;
-``signatures/timestamp`` asks Kyso's TSA. Service clients call with their OAuth2 token
-and reach only the seals bound to them.
+``signatures/timestamp`` asks Kyso's TSA; v2's ``signatures/signDoc`` signs whole PDFs
+with Kyso's own PAdES signer. Service clients call with their OAuth2 token and reach only
+the seals bound to them.
 
 Errors follow CSC: ``{"error": "invalid_request", "error_description": "..."}``.
 """
@@ -16,113 +18,149 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from asn1crypto import algos, tsp
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from hsm import HashAlg, SignScheme
-from kyso.access.activation import MULTISIGN, SAD_LIFETIME, Binding, SignatureActivation
-from kyso.access.model import AccessError, InvalidLoginError, InvalidTokenError, Principal, Role
-from kyso.access.store import CSC_SESSION, AccessStore
-from kyso.errors import KysoError
+from kyso.access.activation import MULTISIGN, SAD_LIFETIME, IssuedSad
+from kyso.access.model import AccessError, ForbiddenError, InvalidTokenError, Principal
+from kyso.access.store import CSC_SESSION
+from kyso.csc import LEVELS, CscError, CscService, Description
 from kyso.routers.auth import get_access, get_tokens
 from kyso.routers.health import RuntimeDep
-from kyso.runtime import Runtime
-from pki.authority import Authority, Credential
 from pki.errors import PkiError
-from pki.store import CredentialKind, CredentialStatus
 
-router = APIRouter(prefix="/csc/v1", tags=["csc"])
+v1 = APIRouter(prefix="/csc/v1", tags=["csc v1"])
+v2 = APIRouter(prefix="/csc/v2", tags=["csc v2"])
 
-SPECS = "1.0.4.0"
-MAX_HASHES = MULTISIGN
-_HASHES = {
-    algos.DigestAlgorithmId("sha256").dotted: HashAlg.SHA256,
-    algos.DigestAlgorithmId("sha384").dotted: HashAlg.SHA384,
-    algos.DigestAlgorithmId("sha512").dotted: HashAlg.SHA512,
-}
-_SIGN_ALGOS = {
-    "ec": {
-        algos.SignedDigestAlgorithmId(f"{h}_ecdsa").dotted: h
-        for h in ("sha256", "sha384", "sha512")
-    },
-    "rsa": {
-        algos.SignedDigestAlgorithmId(f"{h}_rsa").dotted: h for h in ("sha256", "sha384", "sha512")
-    },
-}
-
-
-class CscError(KysoError):
-    code = "csc.invalid_request"
+_NO_STORE = {"Cache-Control": "no-store"}
+_METHODS = [
+    "auth/login",
+    "auth/revoke",
+    "credentials/list",
+    "credentials/info",
+    "credentials/authorize",
+    "signatures/signHash",
+    "signatures/timestamp",
+]
+T = TypeVar("T")
 
 
 def _error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status)
 
 
-def csc_errors(ex: Exception) -> JSONResponse:
-    """An error as the CSC API answers it (status and ``error`` code)."""
-    if isinstance(ex, (InvalidLoginError, InvalidTokenError)):
-        return _error(
-            401,
-            "invalid_token" if isinstance(ex, InvalidTokenError) else "authentication_error",
-            ex.message,
-        )
-    if isinstance(ex, AccessError) and ex.code in ("access.forbidden",):
+async def _answer(work: Callable[[], T], respond: Callable[[T], dict[str, Any]]) -> Response:
+    """Run ``work`` in a thread and answer with ``respond`` of its result, or the CSC error."""
+    try:
+        result = await run_in_threadpool(work)
+    except ForbiddenError as ex:
         return _error(403, "access_denied", ex.message)
-    if isinstance(ex, (AccessError, PkiError, CscError)):
+    except (AccessError, PkiError, CscError) as ex:
         return _error(400, "invalid_request", ex.message)
-    raise ex
+    return JSONResponse(respond(result), headers=_NO_STORE)
 
 
 async def csc_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """A person's CSC token (from ``auth/login``) or a service client's OAuth2 token."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise InvalidTokenError("send the token from auth/login, or an OAuth2 access token")
     token = token.strip()
+    store = get_access(runtime)
     if token.count(".") == 2:
         claims = get_tokens(runtime).check(token)
-        client = await run_in_threadpool(
-            get_access(runtime).client, claims.subject.removeprefix("client:")
-        )
+        client = await run_in_threadpool(store.client, claims.subject.removeprefix("client:"))
         if client is None or not claims.subject.startswith("client:"):
             raise InvalidTokenError("the access token is not valid")
         return client.principal()
-    session = await run_in_threadpool(get_access(runtime).session, token)
+    session = await run_in_threadpool(store.session, token)
     if session is None or session.kind != "csc":
         raise InvalidTokenError("the token is not valid; log in again")
     return session.principal()
 
 
-PrincipalDep = Annotated[Principal, Depends(csc_principal)]
-
-
-def _services(runtime: Runtime) -> tuple[AccessStore, SignatureActivation, Authority]:
-    if runtime.activation is None or runtime.pki is None:
+def get_csc(runtime: RuntimeDep) -> CscService:
+    if runtime.csc is None:
         raise CscError("signing is not available in this process")
-    return get_access(runtime), runtime.activation, runtime.pki.authority
+    return runtime.csc
+
+
+PrincipalDep = Annotated[Principal, Depends(csc_principal)]
+CscDep = Annotated[CscService, Depends(get_csc)]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class CredentialRequest(_Body):
+class _Credential(_Body):
     credentialID: str = Field(min_length=1, max_length=32)
 
 
-class InfoRequest(CredentialRequest):
+def _sad(sad: IssuedSad) -> dict[str, Any]:
+    return {"SAD": sad.value, "expiresIn": int(SAD_LIFETIME.total_seconds())}
+
+
+def _signatures(signatures: list[bytes]) -> dict[str, Any]:
+    return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
+
+
+def _info(request: Request, specs: str) -> dict[str, Any]:
+    return {
+        "specs": specs,
+        "name": "Kyso",
+        "logo": f"{request.base_url}favicon.ico",
+        "region": "VN",
+        "lang": "vi-VN",
+        "description": "Dịch vụ ký số Kyso / Kyso signing service",
+        "authType": ["basic", "oauth2client"],
+        "oauth2": f"{request.base_url}oauth/token",
+        "methods": _METHODS + (["signatures/signDoc"] if specs.startswith("2") else []),
+    }
+
+
+async def _login(request: Request, runtime: RuntimeDep) -> Response:
+    store = get_access(runtime)
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = ""
+    username, sep, password = decoded.partition(":")
+    if scheme.lower() != "basic" or not sep:
+        return _error(401, "authentication_error", "HTTP Basic username:password is required")
+    try:
+        user = await run_in_threadpool(store.authenticate, username, password, None, kind="csc")
+    except AccessError as ex:
+        return _error(401, "authentication_error", ex.message)
+    opened = await run_in_threadpool(store.open_session, user, kind="csc")
+    return JSONResponse(
+        {"access_token": opened.secret, "expires_in": int(CSC_SESSION.total_seconds())},
+        headers=_NO_STORE,
+    )
+
+
+async def _revoke(request: Request, principal: Principal, runtime: RuntimeDep) -> Response:
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    await run_in_threadpool(get_access(runtime).end_session, token, principal.actor())
+    return Response(status_code=204)
+
+
+# -- v1 ------------------------------------------------------------------------------------
+
+
+class InfoV1(_Credential):
     certificates: str = Field("single", pattern="^(none|single|chain)$")
     certInfo: bool = False
     authInfo: bool = False
 
 
-class AuthorizeRequest(CredentialRequest):
+class AuthorizeV1(_Credential):
     numSignatures: int = Field(ge=1, le=MULTISIGN)
     hash: list[str] = Field(default_factory=list, max_length=MULTISIGN)
     PIN: SecretStr | None = Field(None, max_length=64)
@@ -130,145 +168,36 @@ class AuthorizeRequest(CredentialRequest):
     description: str | None = Field(None, max_length=500)
 
 
-class SignHashRequest(CredentialRequest):
+class SignHashV1(_Credential):
     SAD: SecretStr = Field(min_length=1, max_length=256)
-    hash: list[str] = Field(min_length=1, max_length=MAX_HASHES)
+    hash: list[str] = Field(min_length=1, max_length=MULTISIGN)
     hashAlgo: str | None = Field(None, max_length=64)
     signAlgo: str = Field(max_length=64)
     signAlgoParams: str | None = Field(None, max_length=1024)
 
 
-class TimestampRequest(_Body):
+class TimestampV1(_Body):
     hash: str = Field(max_length=128)
     hashAlgo: str = Field(max_length=64)
     nonce: str | None = Field(None, max_length=64)
 
 
-@router.post("/info", summary="CSC: what this service offers")
-async def info(request: Request) -> dict[str, Any]:
+def _describe_v1(body: InfoV1, found: Description) -> dict[str, Any]:
+    key: dict[str, Any] = {"status": "enabled", "algo": found.algorithms, "len": found.key_bits}
+    if found.curve:
+        key["curve"] = found.curve
+    cert: dict[str, Any] = {"status": "valid"}
+    if body.certificates != "none":
+        cert["certificates"] = [base64.b64encode(c).decode() for c in found.certificates]
+    if body.certInfo:
+        cert |= found.cert_info
     return {
-        "specs": SPECS,
-        "name": "Kyso",
-        "logo": str(request.base_url) + "favicon.ico",
-        "region": "VN",
-        "lang": "vi-VN",
-        "description": "Dịch vụ ký số Kyso / Kyso signing service",
-        "authType": ["basic", "oauth2client"],
-        "oauth2": str(request.base_url) + "oauth/token",
-        "methods": [
-            "auth/login",
-            "auth/revoke",
-            "credentials/list",
-            "credentials/info",
-            "credentials/authorize",
-            "signatures/signHash",
-            "signatures/timestamp",
-        ],
-    }
-
-
-@router.post("/auth/login", summary="CSC: log in with HTTP Basic (username:password)")
-async def login(request: Request, runtime: RuntimeDep) -> JSONResponse:
-    store = get_access(runtime)
-    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    try:
-        username, sep, password = (
-            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-        )
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        sep = ""
-    if scheme.lower() != "basic" or not sep:
-        return _error(401, "authentication_error", "HTTP Basic username:password is required")
-    try:
-        user = await run_in_threadpool(store.authenticate, username, password, None, kind="csc")
-    except InvalidLoginError as ex:
-        return _error(401, "authentication_error", ex.message)
-    opened = await run_in_threadpool(store.open_session, user, kind="csc")
-    lifetime = int(CSC_SESSION.total_seconds())
-    return JSONResponse(
-        {"access_token": opened.secret, "expires_in": lifetime},
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-@router.post("/auth/revoke", status_code=204, summary="CSC: end the token from auth/login")
-async def revoke(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> None:
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    await run_in_threadpool(get_access(runtime).end_session, token, principal.actor())
-
-
-def _held(
-    principal: Principal, store: AccessStore, activation: SignatureActivation, authority: Authority
-) -> list[Credential]:
-    """The active signing credentials ``principal`` may activate."""
-    if principal.kind == "client":
-        client = store.client(principal.id.removeprefix("client:"))
-        seals = [c for c in authority.credentials() if c.kind is CredentialKind.SEAL]
-        return [
-            c
-            for c in seals
-            if client is not None
-            and activation.bound_client_id(c.id) == client.id
-            and c.status is CredentialStatus.ACTIVE
-        ]
-    user = store.user(principal.id.removeprefix("user:"))
-    if user.role is Role.OFFICER and user.person_id is not None:
-        found = authority.credentials(person_id=user.person_id)
-        kinds = {CredentialKind.OFFICER}
-    elif user.role is Role.CLERK and user.unit_id is not None:
-        found = authority.credentials(unit_id=user.unit_id)
-        kinds = {CredentialKind.SEAL}
-    else:
-        return []
-    return [c for c in found if c.kind in kinds and c.status is CredentialStatus.ACTIVE]
-
-
-def _credential(principal: Principal, credential_id: str, runtime: Runtime) -> Credential:
-    store, activation, authority = _services(runtime)
-    for credential in _held(principal, store, activation, authority):
-        if str(credential.id) == credential_id:
-            return credential
-    raise CscError(f"no credential {credential_id[:32]!r} for this user")
-
-
-@router.post("/credentials/list", summary="CSC: the credentials you hold")
-async def credentials_list(principal: PrincipalDep, runtime: RuntimeDep) -> dict[str, Any]:
-    store, activation, authority = _services(runtime)
-    held = await run_in_threadpool(_held, principal, store, activation, authority)
-    return {"credentialIDs": [str(c.id) for c in held]}
-
-
-@router.post("/credentials/info", summary="CSC: a credential's key, certificates and activation")
-async def credentials_info(
-    body: InfoRequest, principal: PrincipalDep, runtime: RuntimeDep
-) -> Response:
-    try:
-        credential = await run_in_threadpool(_credential, principal, body.credentialID, runtime)
-    except (AccessError, PkiError, CscError) as ex:
-        return csc_errors(ex)
-    _, activation, authority = _services(runtime)
-    certificate = credential.certificate
-    assert certificate is not None
-    chain = [certificate] + (
-        []
-        if body.certificates == "single"
-        else list(credential.chain or authority.internal_chain())
-    )
-    key = certificate.public_key
-    family = "ec" if key.algorithm == "ec" else "rsa"
-    policy = await run_in_threadpool(activation.policy, credential.id)
-    bound_client = principal.kind == "client"
-    answer: dict[str, Any] = {
-        "key": {
-            "status": "enabled",
-            "algo": sorted(_SIGN_ALGOS[family]),
-            "len": key.bit_size,
-        },
-        "cert": {"status": "valid"},
+        "key": key,
+        "cert": cert,
         "authMode": "explicit",
-        "PIN": {"presence": "false" if bound_client else "true", "format": "A", "label": "PIN"},
+        "PIN": {"presence": str(found.pin).lower(), "format": "A", "label": "PIN"},
         "OTP": {
-            "presence": "true" if policy.value == "pin+otp" and not bound_client else "false",
+            "presence": str(found.otp).lower(),
             "type": "offline",
             "format": "N",
             "label": "TOTP",
@@ -278,136 +207,275 @@ async def credentials_info(
         "SCAL": "2",
         "lang": "vi-VN",
     }
-    if key.algorithm == "ec":
-        answer["key"]["curve"] = key["algorithm"]["parameters"].chosen.dotted
-    if body.certificates != "none":
-        answer["cert"]["certificates"] = [base64.b64encode(c.dump()).decode() for c in chain]
-    if body.certInfo:
-        answer["cert"] |= {
-            "issuerDN": certificate.issuer.human_friendly,
-            "serialNumber": str(certificate.serial_number),
-            "subjectDN": certificate.subject.human_friendly,
-            "validFrom": certificate["tbs_certificate"]["validity"]["not_before"].native.strftime(
-                "%Y%m%d%H%M%SZ"
-            ),
-            "validTo": certificate["tbs_certificate"]["validity"]["not_after"].native.strftime(
-                "%Y%m%d%H%M%SZ"
-            ),
-        }
-    return JSONResponse(answer)
 
 
-def _hashes(values: list[str], algorithm: HashAlg | None) -> tuple[bytes, ...]:
-    try:
-        decoded = tuple(base64.b64decode(v, validate=True) for v in values)
-    except (binascii.Error, ValueError) as ex:
-        raise CscError("every hash is base64") from ex
-    if algorithm is not None and any(len(h) != algorithm.digest_size for h in decoded):
-        raise CscError(f"every {algorithm.value} hash is {algorithm.digest_size} bytes")
-    return decoded
+@v1.post("/info", summary="CSC v1: what this service offers")
+async def info_v1(request: Request) -> dict[str, Any]:
+    return _info(request, "1.0.4.0")
 
 
-def _hash_of_size(values: tuple[bytes, ...]) -> HashAlg:
-    sizes = {len(v) for v in values}
-    for algorithm in HashAlg:
-        if sizes == {algorithm.digest_size}:
-            return algorithm
-    raise CscError("the hashes must all be SHA-256, SHA-384 or SHA-512 digests")
+@v1.post("/auth/login", summary="CSC v1: log in with HTTP Basic (username:password)")
+async def login_v1(request: Request, runtime: RuntimeDep) -> Response:
+    return await _login(request, runtime)
 
 
-@router.post("/credentials/authorize", summary="CSC: PIN (and OTP) for a SAD bound to the hashes")
-async def credentials_authorize(
-    body: AuthorizeRequest, principal: PrincipalDep, runtime: RuntimeDep
-) -> Response:
-    try:
-        credential = await run_in_threadpool(_credential, principal, body.credentialID, runtime)
-        if not body.hash:
-            raise CscError("this service binds a SAD to its hashes (SCAL 2): send them in 'hash'")
-        hashes = _hashes(body.hash, None)
-        algorithm = _hash_of_size(hashes)
-        _, activation, _ = _services(runtime)
-        sad = await run_in_threadpool(
-            activation.authorize,
+@v1.post("/auth/revoke", status_code=204, summary="CSC v1: end the token from auth/login")
+async def revoke_v1(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    return await _revoke(request, principal, runtime)
+
+
+@v1.post("/credentials/list", summary="CSC v1: the credentials you hold")
+async def list_v1(principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.held(principal), lambda held: {"credentialIDs": [str(c.id) for c in held]}
+    )
+
+
+@v1.post("/credentials/info", summary="CSC v1: a credential's key, certificates and activation")
+async def info_credential_v1(body: InfoV1, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.describe(principal, body.credentialID, chain=body.certificates == "chain"),
+        lambda found: _describe_v1(body, found),
+    )
+
+
+@v1.post("/credentials/authorize", summary="CSC v1: PIN (and OTP) for a SAD bound to the hashes")
+async def authorize_v1(body: AuthorizeV1, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.authorize(
             principal,
-            credential.id,
-            Binding(hashes=hashes, hash_algorithm=algorithm.value),
+            body.credentialID,
+            body.hash,
             count=body.numSignatures,
             pin=body.PIN.get_secret_value() if body.PIN else None,
             otp=body.OTP.get_secret_value() if body.OTP else None,
-        )
-    except (AccessError, PkiError, CscError) as ex:
-        return csc_errors(ex)
-    return JSONResponse(
-        {"SAD": sad.value, "expiresIn": int(SAD_LIFETIME.total_seconds())},
-        headers={"Cache-Control": "no-store"},
+        ),
+        _sad,
     )
 
 
-@router.post("/signatures/signHash", summary="CSC: sign the hashes the SAD was bound to")
-async def sign_hash(
-    body: SignHashRequest, principal: PrincipalDep, runtime: RuntimeDep
-) -> Response:
-    try:
-        credential = await run_in_threadpool(_credential, principal, body.credentialID, runtime)
-        certificate = credential.certificate
-        assert certificate is not None
-        family = "ec" if certificate.public_key.algorithm == "ec" else "rsa"
-        digest_name = _SIGN_ALGOS[family].get(body.signAlgo)
-        if digest_name is None:
-            raise CscError(f"signAlgo {body.signAlgo[:64]} is not one of this key's algorithms")
-        algorithm = HashAlg(digest_name)
-        if body.hashAlgo is not None and _HASHES.get(body.hashAlgo) is not algorithm:
-            raise CscError("hashAlgo does not match signAlgo")
-        hashes = _hashes(body.hash, algorithm)
-        _, activation, authority = _services(runtime)
-        await run_in_threadpool(authority.usable_credential, credential.id)
-        await run_in_threadpool(
-            activation.consume,
+@v1.post("/signatures/signHash", summary="CSC v1: sign the hashes the SAD was bound to")
+async def sign_hash_v1(body: SignHashV1, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.sign_hashes(
             principal,
+            body.credentialID,
             body.SAD.get_secret_value(),
-            credential.id,
-            Binding(hashes=hashes, hash_algorithm=algorithm.value),
+            body.hash,
+            sign_algo=body.signAlgo,
+            hash_algo=body.hashAlgo,
+        ),
+        _signatures,
+    )
+
+
+@v1.post("/signatures/timestamp", summary="CSC v1: an RFC 3161 timestamp from Kyso's TSA")
+async def timestamp_v1(body: TimestampV1, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.timestamp(body.hash, body.hashAlgo, body.nonce),
+        lambda token: {"timestamp": base64.b64encode(token).decode()},
+    )
+
+
+# -- v2 ------------------------------------------------------------------------------------
+
+
+class AuthData(_Body):
+    id: str = Field(max_length=32)
+    value: SecretStr = Field(max_length=64)
+
+
+class ListV2(_Body):
+    credentialInfo: bool = False
+    certificates: str = Field("single", pattern="^(none|single|chain)$")
+    certInfo: bool = False
+    authInfo: bool = False
+
+
+class InfoV2(_Credential):
+    certificates: str = Field("single", pattern="^(none|single|chain)$")
+    certInfo: bool = False
+    authInfo: bool = False
+
+
+class AuthorizeV2(_Credential):
+    numSignatures: int = Field(ge=1, le=MULTISIGN)
+    hashes: list[str] = Field(default_factory=list, max_length=MULTISIGN)
+    hashAlgorithmOID: str | None = Field(None, max_length=64)
+    authData: list[AuthData] = Field(default_factory=list, max_length=4)
+    description: str | None = Field(None, max_length=500)
+
+
+class SignHashV2(_Credential):
+    SAD: SecretStr = Field(min_length=1, max_length=256)
+    hashes: list[str] = Field(min_length=1, max_length=MULTISIGN)
+    hashAlgorithmOID: str | None = Field(None, max_length=64)
+    signAlgo: str = Field(max_length=64)
+    signAlgoParams: str | None = Field(None, max_length=1024)
+    operationMode: str = Field("S", pattern="^S$")
+
+
+class Document(_Body):
+    document: str = Field(max_length=24 * 1024 * 1024, description="base64 PDF")
+    signature_format: str = Field("P", pattern="^P$", description="P: PAdES")
+    conformance_level: str = Field("AdES-B-B", pattern="^AdES-B-(B|T|LT|LTA)$")
+    signAlgo: str | None = Field(None, max_length=64)
+
+
+class SignDocV2(_Credential):
+    SAD: SecretStr = Field(min_length=1, max_length=256)
+    documents: list[Document] = Field(min_length=1, max_length=10)
+    operationMode: str = Field("S", pattern="^S$")
+
+
+class TimestampV2(_Body):
+    hash: str = Field(max_length=128)
+    hashAlgorithmOID: str = Field(max_length=64)
+    nonce: str | None = Field(None, max_length=64)
+
+
+def _describe_v2(
+    found: Description, *, certificates: str, cert_info: bool, auth_info: bool
+) -> dict[str, Any]:
+    key: dict[str, Any] = {"status": "enabled", "algo": found.algorithms, "len": found.key_bits}
+    if found.curve:
+        key["curve"] = found.curve
+    cert: dict[str, Any] = {"status": "valid"}
+    if certificates != "none":
+        cert["certificates"] = [base64.b64encode(c).decode() for c in found.certificates]
+    if cert_info:
+        cert |= found.cert_info
+    objects = []
+    if found.pin:
+        objects.append({"type": "Password", "id": "PIN", "format": "A", "label": "PIN"})
+    if found.otp:
+        objects.append(
+            {"type": "Password", "id": "OTP", "format": "N", "label": "TOTP", "generator": "totp"}
         )
-    except (AccessError, PkiError, CscError) as ex:
-        return csc_errors(ex)
-    scheme = SignScheme.ECDSA if family == "ec" else SignScheme.RSA_PKCS1V15
-    key_id = bytes.fromhex(credential.key_id)
-    signatures = [
-        await runtime.hsm.sign_digest(key_id, digest, scheme=scheme, hash_alg=algorithm)
-        for digest in hashes
-    ]
-    return JSONResponse({"signatures": [base64.b64encode(s).decode() for s in signatures]})
-
-
-@router.post("/signatures/timestamp", summary="CSC: an RFC 3161 timestamp from Kyso's TSA")
-async def timestamp(
-    body: TimestampRequest, principal: PrincipalDep, runtime: RuntimeDep
-) -> Response:
-    algorithm = _HASHES.get(body.hashAlgo)
-    try:
-        if algorithm is None:
-            raise CscError("hashAlgo must be SHA-256, SHA-384 or SHA-512")
-        (digest,) = _hashes([body.hash], algorithm)
-        nonce = int(body.nonce, 16) if body.nonce else None
-    except (CscError, ValueError) as ex:
-        return _error(400, "invalid_request", getattr(ex, "message", "nonce must be hex"))
-    if runtime.pki is None:
-        return _error(503, "service_unavailable", "the timestamp authority is not available")
-    request = tsp.TimeStampReq(
-        {
-            "version": "v1",
-            "message_imprint": {
-                "hash_algorithm": {"algorithm": algorithm.value},
-                "hashed_message": digest,
-            },
-            "nonce": nonce,
-            "cert_req": True,
+    answer: dict[str, Any] = {
+        "key": key,
+        "cert": cert,
+        "multisign": MULTISIGN,
+        "SCAL": "2",
+        "lang": "vi-VN",
+    }
+    answer["auth"] = {"mode": "explicit"}
+    if auth_info:
+        answer["auth"] |= {
+            "expression": " AND ".join(o["id"] for o in objects) or "",
+            "objects": objects,
         }
+    return answer
+
+
+def _auth_value(items: list[AuthData], name: str) -> str | None:
+    for item in items:
+        if item.id == name:
+            return item.value.get_secret_value()
+    return None
+
+
+@v2.post("/info", summary="CSC v2: what this service offers")
+async def info_v2(request: Request) -> dict[str, Any]:
+    return _info(request, "2.0.0.2")
+
+
+@v2.post("/auth/login", summary="CSC v2: log in with HTTP Basic (username:password)")
+async def login_v2(request: Request, runtime: RuntimeDep) -> Response:
+    return await _login(request, runtime)
+
+
+@v2.post("/auth/revoke", status_code=204, summary="CSC v2: end the token from auth/login")
+async def revoke_v2(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    return await _revoke(request, principal, runtime)
+
+
+@v2.post("/credentials/list", summary="CSC v2: the credentials you hold")
+async def list_v2(body: ListV2, principal: PrincipalDep, csc: CscDep) -> Response:
+    def work() -> dict[str, Any]:
+        held = csc.held(principal)
+        answer: dict[str, Any] = {"credentialIDs": [str(c.id) for c in held]}
+        if body.credentialInfo:
+            answer["credentialInfos"] = [
+                {"credentialID": str(c.id)}
+                | _describe_v2(
+                    csc.describe(principal, str(c.id), chain=body.certificates == "chain"),
+                    certificates=body.certificates,
+                    cert_info=body.certInfo,
+                    auth_info=body.authInfo,
+                )
+                for c in held
+            ]
+        return answer
+
+    return await _answer(work, lambda answer: answer)
+
+
+@v2.post("/credentials/info", summary="CSC v2: a credential's key, certificates and activation")
+async def info_credential_v2(body: InfoV2, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.describe(principal, body.credentialID, chain=body.certificates == "chain"),
+        lambda found: _describe_v2(
+            found, certificates=body.certificates, cert_info=body.certInfo, auth_info=body.authInfo
+        ),
     )
-    reply = await run_in_threadpool(
-        runtime.pki.authority.timestamp_authority().respond, request.dump()
+
+
+@v2.post(
+    "/credentials/authorize", summary="CSC v2: authData (PIN, OTP) for a SAD bound to the hashes"
+)
+async def authorize_v2(body: AuthorizeV2, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.authorize(
+            principal,
+            body.credentialID,
+            body.hashes,
+            count=body.numSignatures,
+            pin=_auth_value(body.authData, "PIN"),
+            otp=_auth_value(body.authData, "OTP"),
+        ),
+        _sad,
     )
-    if not reply.granted:
-        return _error(400, "invalid_request", "the timestamp authority refused the request")
-    token = tsp.TimeStampResp.load(reply.der)["time_stamp_token"]
-    return JSONResponse({"timestamp": base64.b64encode(token.dump()).decode()})
+
+
+@v2.post("/signatures/signHash", summary="CSC v2: sign the hashes the SAD was bound to")
+async def sign_hash_v2(body: SignHashV2, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.sign_hashes(
+            principal,
+            body.credentialID,
+            body.SAD.get_secret_value(),
+            body.hashes,
+            sign_algo=body.signAlgo,
+            hash_algo=body.hashAlgorithmOID,
+        ),
+        _signatures,
+    )
+
+
+@v2.post(
+    "/signatures/signDoc",
+    summary="CSC v2: sign PDFs as PAdES with Kyso's signer (SAD bound to their SHA-256)",
+)
+async def sign_doc_v2(body: SignDocV2, principal: PrincipalDep, csc: CscDep) -> Response:
+    levels = {LEVELS[d.conformance_level] for d in body.documents}
+    if len(levels) != 1:
+        return _error(400, "invalid_request", "one conformance_level for all documents")
+    try:
+        pdfs = [base64.b64decode(d.document, validate=True) for d in body.documents]
+    except (binascii.Error, ValueError):
+        return _error(400, "invalid_request", "every document is base64")
+    return await _answer(
+        lambda: csc.sign_documents(
+            principal, body.credentialID, body.SAD.get_secret_value(), pdfs, level=levels.pop()
+        ),
+        lambda signed: {"DocumentWithSignature": [base64.b64encode(p).decode() for p in signed]},
+    )
+
+
+@v2.post("/signatures/timestamp", summary="CSC v2: an RFC 3161 timestamp from Kyso's TSA")
+async def timestamp_v2(body: TimestampV2, principal: PrincipalDep, csc: CscDep) -> Response:
+    return await _answer(
+        lambda: csc.timestamp(body.hash, body.hashAlgorithmOID, body.nonce),
+        lambda token: {"timestamp": base64.b64encode(token).decode()},
+    )

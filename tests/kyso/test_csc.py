@@ -327,3 +327,84 @@ def test_a_service_client_seals_only_with_the_seal_bound_to_it(service: Service)
         },
     )
     assert status == 200, signed
+
+
+def test_v2_field_names_sign_hashes_and_whole_documents(service: Service) -> None:
+    base = f"{service.base}/csc/v2"
+    officer = asyncio.run(_login(service.base, "anh.nv"))  # PIN + one-time code
+    status, listed = call(
+        f"{base}/credentials/list", officer, {"credentialInfo": True, "authInfo": True}
+    )
+    assert status == 200, listed
+    assert listed["credentialIDs"] == [service.officer_credential]
+    (described,) = listed["credentialInfos"]
+    assert described["auth"]["expression"] == "PIN AND OTP"
+    assert described["SCAL"] == "2"
+    digest = base64.b64encode(hashlib.sha256(b"CT07 v2").digest()).decode()
+    sha256 = "2.16.840.1.101.3.4.2.1"
+    status, granted = call(
+        f"{base}/credentials/authorize",
+        officer,
+        {
+            "credentialID": service.officer_credential,
+            "numSignatures": 1,
+            "hashes": [digest],
+            "hashAlgorithmOID": sha256,
+            "authData": [
+                {"id": "PIN", "value": DEMO_PIN},
+                {"id": "OTP", "value": factors.totp_now(DEMO_TOTP_SECRETS["anh.nv"])},
+            ],
+        },
+    )
+    assert status == 200, granted
+    status, signed = call(
+        f"{base}/signatures/signHash",
+        officer,
+        {
+            "credentialID": service.officer_credential,
+            "SAD": granted["SAD"],
+            "hashes": [digest],
+            "hashAlgorithmOID": sha256,
+            "signAlgo": "1.2.840.10045.4.3.2",
+        },
+    )
+    assert status == 200, signed
+    # signDoc: the SAD is bound to the SHA-256 of the PDF as sent; Kyso's signer makes B-LT
+    other = asyncio.run(_login(service.base, "dung.lh"))  # PIN only
+    pdf = one_page_pdf("CT07 v2 signDoc")
+    document = base64.b64encode(hashlib.sha256(pdf).digest()).decode()
+    status, granted = call(
+        f"{base}/credentials/authorize",
+        other,
+        {
+            "credentialID": service.other_credential,
+            "numSignatures": 1,
+            "hashes": [document],
+            "authData": [{"id": "PIN", "value": DEMO_PIN}],
+        },
+    )
+    assert status == 200, granted
+    request = {
+        "credentialID": service.other_credential,
+        "SAD": granted["SAD"],
+        "documents": [
+            {"document": base64.b64encode(pdf).decode(), "conformance_level": "AdES-B-LT"}
+        ],
+    }
+    tampered = request | {
+        "documents": [
+            {"document": base64.b64encode(pdf + b"\n").decode(), "conformance_level": "AdES-B-LT"}
+        ]
+    }
+    assert call(f"{base}/signatures/signDoc", other, tampered)[0] == 400  # not what was authorised
+    status, answer = call(f"{base}/signatures/signDoc", other, request)
+    assert status == 200, answer
+    (signed_pdf,) = answer["DocumentWithSignature"]
+    engine = db.make_engine(service.settings.sqlalchemy_url)
+    try:
+        with BlockingSessionPool(service.settings.hsm_config()) as pool:
+            policy = kyso_policy(make_authority(service.settings, engine, pool), require_ltv=True)
+    finally:
+        engine.dispose()
+    result = verify_pdf(base64.b64decode(signed_pdf), policy)
+    assert result.indication is Indication.TOTAL_PASSED, result

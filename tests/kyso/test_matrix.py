@@ -85,6 +85,18 @@ SIGNED_IN_ONLY = {
     ("POST", "/csc/v1/credentials/authorize"),
     ("POST", "/csc/v1/signatures/signHash"),
     ("POST", "/csc/v1/signatures/timestamp"),
+    *(
+        ("POST", f"/csc/v2/{name}")
+        for name in (
+            "auth/revoke",
+            "credentials/list",
+            "credentials/info",
+            "credentials/authorize",
+            "signatures/signHash",
+            "signatures/signDoc",
+            "signatures/timestamp",
+        )
+    ),
 }
 
 
