@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +27,7 @@ from audit import AuditError
 from hsm import HsmError, KeyInfo, SessionPool
 from kyso import __version__, db
 from kyso.access.activation import SignatureActivation
+from kyso.access.limits import Limit, RateLimitedError, RateLimiter
 from kyso.access.store import AccessStore
 from kyso.access.tokens import TokenIssuer, find_token_key
 from kyso.audit_service import (
@@ -114,6 +116,7 @@ _STATUS = {
     "access.invalid_input": 422,
     "access.sad_refused": 403,
     "access.otp_invalid": 403,
+    "access.rate_limited": 429,
     "signer.unknown_document_type": 422,
     "signer.document_not_found": 404,
     "signer.batch_not_found": 404,
@@ -155,6 +158,45 @@ async def checkpoint_wal_forever(engine: Engine, interval: float = 1.0) -> None:
             log.warning("SQLite WAL checkpoint failed: %s", type(ex).__name__)
 
 
+def rate_limiter(settings: Settings) -> RateLimiter:
+    return RateLimiter(
+        {
+            "sign_in": Limit(
+                per_minute=settings.rate_login_per_minute, burst=settings.rate_login_per_minute
+            ),
+            "authorize": Limit(
+                per_minute=settings.rate_authorize_per_minute,
+                burst=settings.rate_authorize_per_minute,
+            ),
+            "sign": Limit(
+                per_minute=settings.rate_sign_per_minute,
+                burst=max(1, settings.rate_sign_per_minute // 3),
+            ),
+        }
+    )
+
+
+_DOCS = ("/docs", "/redoc", "/openapi.json")
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_PAGE_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+def secure_headers(response: Response, path: str, *, https: bool) -> None:
+    """The headers every answer carries: no sniffing, no framing, no referrer, a content
+    security policy that lets Kyso's own HTML reports show their inline styles and images
+    and nothing else (the interactive API docs, which load their scripts, are left out)."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if not path.startswith(_DOCS):
+        html = headers.get("content-type", "").startswith("text/html")
+        headers.setdefault("Content-Security-Policy", _PAGE_CSP if html else _API_CSP)
+    if https:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
 def status_for(code: str) -> int:
     if code in _STATUS:
         return _STATUS[code]
@@ -173,6 +215,12 @@ FORM_OVERHEAD = 64 * 1024
 API_BODY_LIMIT = 2 * 1024 * 1024
 """Largest body of any other ``/api/v1`` request (JSON: at most a certificate chain or a
 batch of 1,000 documents)."""
+
+CSC_BODY_LIMIT = 1024 * 1024
+"""Largest body of a CSC request (JSON: at most 100 hashes and a few fields)."""
+
+CSC_DOCUMENTS_BODY_LIMIT = 64 * 1024 * 1024
+"""Largest body of a CSC v2 ``signatures/signDoc`` request (base64 PDFs)."""
 
 TOKEN_BODY_LIMIT = 4 * 1024
 """Largest body of an OAuth2 token request (a few short form fields)."""
@@ -199,6 +247,13 @@ def body_limit(settings: Settings, method: str, path: str) -> BodyLimit | None:
     paths (the PKI protocol routes bound their own bodies) and for methods without a body."""
     if method in _NO_BODY:
         return None
+    if path.startswith("/csc/"):
+        size = CSC_DOCUMENTS_BODY_LIMIT if path.endswith("/signDoc") else CSC_BODY_LIMIT
+        return BodyLimit(
+            size=size,
+            code="kyso.body_too_large",
+            message=f"a request body may have at most {size} bytes here",
+        )
     if path == "/oauth/token":
         return BodyLimit(
             size=TOKEN_BODY_LIMIT,
@@ -355,6 +410,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             access=access,
             access_tokens=access_tokens,
             activation=activation,
+            limits=rate_limiter(settings),
             csc=CscService(
                 access=access,
                 activation=activation,
@@ -411,6 +467,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added first, so that it runs inside the request-id middleware: a 413 is logged too.
     app.add_middleware(BodyLimitMiddleware, settings=settings)
+    if settings.cors_origins:
+        # Closed unless configured: only the named origins, no cookies across origins.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            allow_credentials=False,
+            max_age=600,
+        )
 
     @app.middleware("http")
     async def with_request_id(
@@ -431,6 +497,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     status_code=500,
                 )
             response.headers["X-Request-ID"] = rid
+            secure_headers(
+                response, request.url.path, https=settings.base_url.startswith("https://")
+            )
             access_log.info(
                 "%s %s %d",
                 request.method,
@@ -458,6 +527,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.log(logging.ERROR if status >= 500 else logging.INFO, "%s", ex.message,
                 extra={"code": ex.code})  # fmt: skip
         headers = {"WWW-Authenticate": 'Bearer realm="kyso"'} if status == 401 else None
+        if isinstance(ex, RateLimitedError):
+            headers = {"Retry-After": str(ex.retry_after)}
         return JSONResponse(error_body(ex.code, ex.message), status_code=status, headers=headers)
 
     @app.exception_handler(PkiError)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from audit.log import AuditLog
 from hsm import KeyInfo, SessionPool
 from kyso.access.activation import SignatureActivation
+from kyso.access.limits import RateLimiter
 from kyso.access.store import AccessStore
 from kyso.access.tokens import TokenIssuer
 from kyso.csc import CscService
@@ -51,6 +52,8 @@ class Runtime:
     """Signature activation data: who may activate which credential, and their SADs."""
     csc: CscService | None = None
     """The CSC API's operations (v1 and v2)."""
+    limits: RateLimiter | None = None
+    """Rate limits on sign-in, signature activation and signing."""
 
 
 def report_key_problems(keys: list[KeyInfo]) -> list[KeyInfo]:

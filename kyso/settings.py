@@ -180,6 +180,24 @@ class Settings(BaseSettings):
         le=3600,
         description="Lifetime of an OAuth2 access token issued to a service client.",
     )
+    rate_login_per_minute: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Sign-in attempts a minute per account and per address (bursts of as many).",
+    )
+    rate_authorize_per_minute: int = Field(
+        30, ge=1, le=10_000, description="Signature activations a minute per caller."
+    )
+    rate_sign_per_minute: int = Field(
+        600, ge=1, le=100_000, description="Signing requests a minute per caller."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Origins whose web pages may call the API from a browser (none by "
+        "default: CORS closed).",
+    )
     verify_fetch_allow: list[str] | None = Field(
         None,
         max_length=64,

@@ -65,6 +65,15 @@ def get_tokens(runtime: RuntimeDep) -> TokenIssuer:
     return runtime.access_tokens
 
 
+def limit(request: Request, action: str, *keys: str) -> None:
+    """Take a token from the rate limits of ``action`` for ``keys`` and the caller's address
+    (:class:`~kyso.access.limits.RateLimitedError`, 429, when one is spent)."""
+    limits = request.app.state.runtime.limits
+    if limits is not None:
+        address = request.client.host if request.client else "unknown"
+        limits.check(action, *(k[:128] for k in keys), f"address:{address}")
+
+
 AccessDep = Annotated[AccessStore, Depends(get_access)]
 TokensDep = Annotated[TokenIssuer, Depends(get_tokens)]
 
@@ -156,6 +165,7 @@ async def token(
     pair = basic or ((client_id, client_secret) if client_id and client_secret else None)
     if pair is None:
         return _oauth_error(401, "invalid_client", "client authentication is required")
+    limit(request, "sign_in", f"client:{pair[0]}")
     try:
         client = await run_in_threadpool(store.authenticate_client, *pair)
     except InvalidClientError:
@@ -215,6 +225,7 @@ class Me(BaseModel):
 
 @router.post("/api/v1/auth/login", summary="Sign in (password and TOTP code)")
 async def login(body: Login, request: Request, response: Response, store: AccessDep) -> SignedIn:
+    limit(request, "sign_in", f"user:{body.username}")
     user = await run_in_threadpool(
         store.authenticate,
         body.username,

@@ -30,7 +30,7 @@ from kyso.access.activation import MULTISIGN, SAD_LIFETIME, IssuedSad
 from kyso.access.model import AccessError, ForbiddenError, InvalidTokenError, Principal
 from kyso.access.store import CSC_SESSION
 from kyso.csc import LEVELS, CscError, CscService, Description
-from kyso.routers.auth import get_access, get_tokens
+from kyso.routers.auth import get_access, get_tokens, limit
 from kyso.routers.health import RuntimeDep
 from pki.errors import PkiError
 
@@ -134,6 +134,7 @@ async def _login(request: Request, runtime: RuntimeDep) -> Response:
     username, sep, password = decoded.partition(":")
     if scheme.lower() != "basic" or not sep:
         return _error(401, "authentication_error", "HTTP Basic username:password is required")
+    limit(request, "sign_in", f"user:{username}")
     try:
         user = await run_in_threadpool(store.authenticate, username, password, None, kind="csc")
     except AccessError as ex:
@@ -240,7 +241,10 @@ async def info_credential_v1(body: InfoV1, principal: PrincipalDep, csc: CscDep)
 
 
 @v1.post("/credentials/authorize", summary="CSC v1: PIN (and OTP) for a SAD bound to the hashes")
-async def authorize_v1(body: AuthorizeV1, principal: PrincipalDep, csc: CscDep) -> Response:
+async def authorize_v1(
+    body: AuthorizeV1, request: Request, principal: PrincipalDep, csc: CscDep
+) -> Response:
+    limit(request, "authorize", principal.id)
     return await _answer(
         lambda: csc.authorize(
             principal,
@@ -255,7 +259,10 @@ async def authorize_v1(body: AuthorizeV1, principal: PrincipalDep, csc: CscDep) 
 
 
 @v1.post("/signatures/signHash", summary="CSC v1: sign the hashes the SAD was bound to")
-async def sign_hash_v1(body: SignHashV1, principal: PrincipalDep, csc: CscDep) -> Response:
+async def sign_hash_v1(
+    body: SignHashV1, request: Request, principal: PrincipalDep, csc: CscDep
+) -> Response:
+    limit(request, "sign", principal.id)
     return await _answer(
         lambda: csc.sign_hashes(
             principal,
@@ -424,7 +431,10 @@ async def info_credential_v2(body: InfoV2, principal: PrincipalDep, csc: CscDep)
 @v2.post(
     "/credentials/authorize", summary="CSC v2: authData (PIN, OTP) for a SAD bound to the hashes"
 )
-async def authorize_v2(body: AuthorizeV2, principal: PrincipalDep, csc: CscDep) -> Response:
+async def authorize_v2(
+    body: AuthorizeV2, request: Request, principal: PrincipalDep, csc: CscDep
+) -> Response:
+    limit(request, "authorize", principal.id)
     return await _answer(
         lambda: csc.authorize(
             principal,
@@ -439,7 +449,10 @@ async def authorize_v2(body: AuthorizeV2, principal: PrincipalDep, csc: CscDep) 
 
 
 @v2.post("/signatures/signHash", summary="CSC v2: sign the hashes the SAD was bound to")
-async def sign_hash_v2(body: SignHashV2, principal: PrincipalDep, csc: CscDep) -> Response:
+async def sign_hash_v2(
+    body: SignHashV2, request: Request, principal: PrincipalDep, csc: CscDep
+) -> Response:
+    limit(request, "sign", principal.id)
     return await _answer(
         lambda: csc.sign_hashes(
             principal,
@@ -457,7 +470,10 @@ async def sign_hash_v2(body: SignHashV2, principal: PrincipalDep, csc: CscDep) -
     "/signatures/signDoc",
     summary="CSC v2: sign PDFs as PAdES with Kyso's signer (SAD bound to their SHA-256)",
 )
-async def sign_doc_v2(body: SignDocV2, principal: PrincipalDep, csc: CscDep) -> Response:
+async def sign_doc_v2(
+    body: SignDocV2, request: Request, principal: PrincipalDep, csc: CscDep
+) -> Response:
+    limit(request, "sign", principal.id)
     levels = {LEVELS[d.conformance_level] for d in body.documents}
     if len(levels) != 1:
         return _error(400, "invalid_request", "one conformance_level for all documents")

@@ -20,6 +20,7 @@ from kyso.errors import KysoError
 from kyso.routers.admin import AdminDep
 from kyso.routers.pki import PkiDep
 from kyso.routers.signing import (
+    SIGN_RATE,
     Body,
     CallerDep,
     CredentialId,
@@ -90,7 +91,11 @@ async def upload(
     )
 
 
-@router.post("/documents/{document_id}/sign", summary="The competent officer signs the draft")
+@router.post(
+    "/documents/{document_id}/sign",
+    summary="The competent officer signs the draft",
+    dependencies=SIGN_RATE,
+)
 async def sign(
     document_id: DocumentId,
     body: Signature,
@@ -115,7 +120,11 @@ async def sign(
     return (await run_in_threadpool(run)).as_dict()
 
 
-@router.post("/documents/{document_id}/seal", summary="The clerk seals and issues the document")
+@router.post(
+    "/documents/{document_id}/seal",
+    summary="The clerk seals and issues the document",
+    dependencies=SIGN_RATE,
+)
 async def seal(
     document_id: DocumentId,
     body: Seal,

@@ -27,6 +27,7 @@ from kyso.errors import KysoError
 from kyso.logs import request_id
 from kyso.routers.access import is_local
 from kyso.routers.admin import MAX_PIN_INPUT
+from kyso.routers.auth import limit
 from kyso.routers.health import RuntimeDep
 from kyso.routers.pki import PkiDep
 from kyso.signing import SigningServices
@@ -100,6 +101,14 @@ def get_batches(runtime: RuntimeDep) -> BatchRunner:
 
 
 CallerDep = Annotated[Actor, Depends(signing_caller)]
+
+
+def sign_rate(request: Request, caller: CallerDep) -> None:
+    """The signing rate limit of the caller (429 beyond it)."""
+    limit(request, "sign", caller.id or "unknown")
+
+
+SIGN_RATE = [Depends(sign_rate)]
 SigningDep = Annotated[SigningServices, Depends(get_signing)]
 BatchesDep = Annotated[BatchRunner, Depends(get_batches)]
 IdempotencyKey = Annotated[
@@ -284,6 +293,7 @@ def sign_once(
 @router.post(
     "/sign",
     summary="Sign a PDF and get it back (one-shot, for services)",
+    dependencies=SIGN_RATE,
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}, "description": "The signed PDF."}},
 )
@@ -353,7 +363,12 @@ class NewBatch(Body):
 BatchId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.post("/batches", status_code=202, summary="Sign or seal up to 1,000 documents")
+@router.post(
+    "/batches",
+    status_code=202,
+    summary="Sign or seal up to 1,000 documents",
+    dependencies=SIGN_RATE,
+)
 async def submit_batch(
     body: NewBatch, pki: PkiDep, batches: BatchesDep, actor: CallerDep
 ) -> JSONResponse:
