@@ -10,8 +10,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -20,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.signers.csc_signer import (
@@ -38,14 +35,12 @@ from kyso.access import factors
 from kyso.access.activation import SignatureActivation
 from kyso.access.model import Scope
 from kyso.access.store import AccessStore
-from kyso.access.tokens import ensure_token_key
-from kyso.app import create_app
-from kyso.demo import DEMO_PASSWORD, DEMO_PIN, DEMO_TOTP_SECRETS, create_demo
+from kyso.demo import DEMO_PASSWORD, DEMO_PIN, DEMO_TOTP_SECRETS
 from kyso.pki_service import make_authority
 from kyso.settings import Settings
 from tests.conftest import TestToken
+from tests.kyso.live import demo_service, serving
 from tests.kyso.test_pki_http import ADMIN
-from tests.kyso.test_signing_cli import free_port
 from tests.verifier.fixtures import kyso_policy
 from verifier.indications import Indication
 from verifier.validate import verify_pdf
@@ -62,54 +57,21 @@ class Service:
 
 @pytest.fixture
 def service(token: TestToken, tmp_path: Path, database_url: str) -> Iterator[Service]:
-    port = free_port()
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        hsm_token_label=token.label,
-        hsm_pin_file=token.pin_file,
-        hsm_acquire_timeout=5,
-        hsm_retry_interval=0,
-        audit_sequence_interval=0.05,
-        audit_checkpoint_interval=3600,
-        public_url=f"http://127.0.0.1:{port}",
-    )
-    engine = db.make_engine(settings.sqlalchemy_url)
-    try:
-        db.upgrade(engine)
-        with BlockingSessionPool(settings.hsm_config()) as pool:
-            authority = make_authority(settings, engine, pool)
-            authority.ensure_hierarchy(ADMIN)
-            ensure_token_key(pool)
-            create_demo(authority, ADMIN, tmp_path / "demo.json")
-    finally:
-        engine.dispose()
-    here, other = json.loads((tmp_path / "demo.json").read_text(encoding="utf-8"))["units"]
+    settings, demo = demo_service(token, tmp_path, database_url)
+    here, other = json.loads(demo.read_text(encoding="utf-8"))["units"]
 
     def officer_credential(unit: dict[str, Any]) -> str:
         person = next(p for p in unit["people"] if p["role"] == "officer")
         return str(person["credential_ids"][0])
 
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the service did not start"
-    try:
+    with serving(settings) as base:
         yield Service(
-            base=f"http://127.0.0.1:{port}",
+            base=base,
             officer_credential=officer_credential(here),
             other_credential=officer_credential(other),
             seal=str(here["seal_credential_ids"][0]),
             settings=settings,
         )
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 async def login(http: aiohttp.ClientSession, base: str, username: str) -> str:
