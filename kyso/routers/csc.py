@@ -183,18 +183,22 @@ class TimestampV1(_Body):
     nonce: str | None = Field(None, max_length=64)
 
 
-def _describe_v1(body: InfoV1, found: Description) -> dict[str, Any]:
+def _key_and_cert(found: Description, certificates: str, cert_info: bool) -> dict[str, Any]:
+    """The ``key`` and ``cert`` objects, the same in v1 and v2."""
     key: dict[str, Any] = {"status": "enabled", "algo": found.algorithms, "len": found.key_bits}
     if found.curve:
         key["curve"] = found.curve
     cert: dict[str, Any] = {"status": "valid"}
-    if body.certificates != "none":
+    if certificates != "none":
         cert["certificates"] = [base64.b64encode(c).decode() for c in found.certificates]
-    if body.certInfo:
+    if cert_info:
         cert |= found.cert_info
+    return {"key": key, "cert": cert}
+
+
+def _describe_v1(body: InfoV1, found: Description) -> dict[str, Any]:
     return {
-        "key": key,
-        "cert": cert,
+        **_key_and_cert(found, body.certificates, body.certInfo),
         "authMode": "explicit",
         "PIN": {"presence": str(found.pin).lower(), "format": "A", "label": "PIN"},
         "OTP": {
@@ -344,14 +348,6 @@ class TimestampV2(_Body):
 def _describe_v2(
     found: Description, *, certificates: str, cert_info: bool, auth_info: bool
 ) -> dict[str, Any]:
-    key: dict[str, Any] = {"status": "enabled", "algo": found.algorithms, "len": found.key_bits}
-    if found.curve:
-        key["curve"] = found.curve
-    cert: dict[str, Any] = {"status": "valid"}
-    if certificates != "none":
-        cert["certificates"] = [base64.b64encode(c).decode() for c in found.certificates]
-    if cert_info:
-        cert |= found.cert_info
     objects = []
     if found.pin:
         objects.append({"type": "Password", "id": "PIN", "format": "A", "label": "PIN"})
@@ -360,8 +356,7 @@ def _describe_v2(
             {"type": "Password", "id": "OTP", "format": "N", "label": "TOTP", "generator": "totp"}
         )
     answer: dict[str, Any] = {
-        "key": key,
-        "cert": cert,
+        **_key_and_cert(found, certificates, cert_info),
         "multisign": MULTISIGN,
         "SCAL": "2",
         "lang": "vi-VN",

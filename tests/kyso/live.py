@@ -1,6 +1,6 @@
-"""A Kyso serving on loopback for the tests that need a real HTTP client (pyHanko's
-aiohttp-based CSC signer, schemathesis): the demo set up as ``kyso init --demo`` does it,
-then uvicorn in a thread."""
+"""Test services: settings for a throwaway token and database, and a Kyso serving on
+loopback for the tests that need a real HTTP client (pyHanko's aiohttp-based CSC signer,
+schemathesis): the demo set up as ``kyso init --demo`` does it, then uvicorn in a thread."""
 
 from __future__ import annotations
 
@@ -26,13 +26,10 @@ from tests.kyso.test_pki_http import ADMIN
 from tests.kyso.test_signing_cli import free_port
 
 
-def demo_service(
-    token: TestToken, tmp_path: Path, database_url: str, **extra: Any
-) -> tuple[Settings, Path]:
-    """Settings on a free port, and the database and token set up with the demo (its
-    demo.json path returned too)."""
-    port = free_port()
-    settings = Settings(
+def service_settings(token: TestToken, tmp_path: Path, database_url: str, **extra: Any) -> Settings:
+    """A test service's settings: its own data folder, database and throwaway token, quick
+    audit sequencing, no checkpoint signing during the test."""
+    return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         hsm_token_label=token.label,
@@ -41,9 +38,17 @@ def demo_service(
         hsm_retry_interval=0,
         audit_sequence_interval=0.05,
         audit_checkpoint_interval=3600,
-        public_url=f"http://127.0.0.1:{port}",
         **extra,
     )
+
+
+def demo_service(
+    token: TestToken, tmp_path: Path, database_url: str, **extra: Any
+) -> tuple[Settings, Path]:
+    """Settings on a free port, and the database and token set up with the demo (its
+    demo.json path returned too)."""
+    public_url = f"http://127.0.0.1:{free_port()}"
+    settings = service_settings(token, tmp_path, database_url, public_url=public_url, **extra)
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
         db.upgrade(engine)

@@ -32,6 +32,7 @@ from kyso.access.store import AccessStore
 from kyso.access.tokens import TokenIssuer, ensure_token_key
 from kyso.settings import Settings
 from tests.conftest import TestToken
+from tests.kyso.live import service_settings
 from tests.kyso.test_documents_http import started
 from tests.kyso.test_pki_http import ADMIN, error_code
 
@@ -40,16 +41,7 @@ PASSWORD = "một mật khẩu dài 2026"
 
 @pytest.fixture
 def settings(token: TestToken, tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        hsm_token_label=token.label,
-        hsm_pin_file=token.pin_file,
-        hsm_acquire_timeout=5,
-        hsm_retry_interval=0,
-        audit_sequence_interval=0.05,
-        audit_checkpoint_interval=3600,
-    )
+    return service_settings(token, tmp_path, database_url)
 
 
 @pytest.fixture

@@ -11,29 +11,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kyso.access.limits import Limit, RateLimitedError, RateLimiter
-from kyso.settings import Settings
 from tests.conftest import TestToken
+from tests.kyso.live import service_settings
 from tests.kyso.test_documents_http import started
 from tests.kyso.test_pki_http import error_code
 
 
-def settings_for(token: TestToken, tmp_path: Path, database_url: str, **extra: object) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        hsm_token_label=token.label,
-        hsm_pin_file=token.pin_file,
-        hsm_acquire_timeout=5,
-        hsm_retry_interval=0,
-        audit_sequence_interval=0.05,
-        audit_checkpoint_interval=3600,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
 def client(token: TestToken, tmp_path: Path, database_url: str) -> Iterator[TestClient]:
-    with started(settings_for(token, tmp_path, database_url, rate_login_per_minute=3)) as running:
+    with started(
+        service_settings(token, tmp_path, database_url, rate_login_per_minute=3)
+    ) as running:
         yield running
 
 
@@ -57,7 +45,7 @@ def test_cors_is_closed_unless_configured(
     }
     closed = client.options("/api/v1/auth/login", headers=preflight)
     assert "access-control-allow-origin" not in closed.headers
-    settings = settings_for(
+    settings = service_settings(
         token,
         tmp_path / "open",
         database_url,
