@@ -46,6 +46,7 @@ from hsm import (
     default_scheme,
 )
 from kyso import __version__, db
+from kyso.access.activation import ActivationPolicy, SignatureActivation
 from kyso.access.factors import totp_uri
 from kyso.access.model import (
     AccessNotFoundError,
@@ -909,6 +910,47 @@ def officer_pin_unlock(
     with open_authority() as authority:
         credential = authority.unlock_pin(credential_id, cli_actor(), new_pin=pin)
     typer.echo(json.dumps(credential.as_dict()["pin"]) if as_json else _pin_line(credential))
+
+
+@officer_app.command("activation")
+def officer_activation(
+    credential_id: CredentialArg,
+    policy: Annotated[
+        ActivationPolicy | None,
+        typer.Option("--policy", help="Set it: pin, or pin+otp (the holder's one-time code too)."),
+    ] = None,
+) -> None:
+    """Show, or set, how a credential is activated for signing: by its PIN, or by its PIN
+    and the holder's one-time code (the default for officers' credentials); audited."""
+    with open_authority() as authority:
+        activation = SignatureActivation(
+            engine=authority.engine, authority=authority, access=AccessStore(authority.engine)
+        )
+        if policy is not None:
+            activation.set_policy(credential_id, policy, cli_actor())
+        typer.echo(
+            f"credential {credential_id}\tactivation {activation.policy(credential_id).value}"
+        )
+
+
+@unit_app.command("seal-client")
+def unit_seal_client(
+    credential_id: CredentialArg,
+    client_id: Annotated[
+        str | None,
+        typer.Argument(help="The service client that may seal with it; leave out to unbind."),
+    ] = None,
+) -> None:
+    """Let one service client seal with a unit's seal credential without a PIN (automated
+    sealing), or take that right back; audited. Never possible for an officer's credential."""
+    with open_authority() as authority:
+        activation = SignatureActivation(
+            engine=authority.engine, authority=authority, access=AccessStore(authority.engine)
+        )
+        activation.bind_client(credential_id, client_id, cli_actor())
+    typer.echo(
+        f"seal {credential_id}\t{'bound to ' + client_id if client_id else 'bound to no client'}"
+    )
 
 
 CaOption = Annotated[Literal["root", "issuing"], typer.Option("--ca", help="Which CA.")]

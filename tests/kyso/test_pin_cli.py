@@ -22,6 +22,8 @@ from audit.events import Action, Actor, AuditEvent
 from audit.store import audit_entries
 from hsm import BlockingSessionPool
 from kyso import db
+from kyso.access.activation import ActivationPolicy, SignatureActivation
+from kyso.access.store import AccessStore
 from kyso.demo import DEMO_PIN
 from kyso.pki_service import make_authority
 from pki.authority import Authority
@@ -191,3 +193,31 @@ def test_pin_set_unlock_and_errors_from_the_command_line(
         authority.check_pin(demo["officer"], ENV_PIN, OFFICER)
     # four demo PINs, the three set here, and the two unlocks
     assert cli_pin_events(kyso, token) == [Action.PIN_SET] * 7 + [Action.PIN_UNLOCKED] * 2
+
+
+def test_activation_policy_and_seal_binding_from_the_command_line(
+    kyso: Kyso, token: TestToken, demo: dict[str, int]
+) -> None:
+    officer, seal = str(demo["officer"]), str(demo["seal"])
+    shown = kyso.ok("officer", "activation", officer).stdout.strip()
+    assert shown == f"credential {officer}\tactivation pin+otp"
+    changed = kyso.ok("officer", "activation", officer, "--policy", "pin").stdout.strip()
+    assert changed == f"credential {officer}\tactivation pin"
+    client_id = json.loads(kyso.ok("clients", "add", "Cổng", "--scopes", "seal", "--json").stdout)[
+        "client"
+    ]["client_id"]
+    assert kyso.ok("unit", "seal-client", seal, client_id).stdout.strip() == (
+        f"seal {seal}\tbound to {client_id}"
+    )
+    # an officer's credential is never bound to a service
+    assert_one_line_error(kyso("unit", "seal-client", officer, client_id), "access.forbidden")
+    with in_process(kyso, token) as authority:
+        access = AccessStore(authority.engine)
+        activation = SignatureActivation(
+            engine=authority.engine, authority=authority, access=access
+        )
+        assert activation.policy(demo["officer"]) is ActivationPolicy.PIN
+        bound = access.client(client_id)
+        assert bound is not None
+        assert activation.bound_client_id(demo["seal"]) == bound.id
+    assert kyso.ok("unit", "seal-client", seal).stdout.strip() == f"seal {seal}\tbound to no client"
