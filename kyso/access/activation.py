@@ -272,7 +272,7 @@ class SignatureActivation:
                     f"{count} signatures were asked but {bound} hashes or documents given"
                 )
             credential = self._signing_credential(credential_id)
-            holder = self._holder(principal, credential)
+            holder = self.check_holder(principal, credential)
             if holder == "bound-client":
                 self._authority.usable_credential(credential_id)
             else:
@@ -319,7 +319,7 @@ class SignatureActivation:
             )
         return IssuedSad(value=value, credential_id=credential_id, count=count, expires_at=expires)
 
-    def _holder(self, principal: Principal, credential: Credential) -> str:
+    def check_holder(self, principal: Principal, credential: Credential) -> str:
         """How ``principal`` holds ``credential`` (``person`` or ``bound-client``), or
         :class:`ForbiddenError`."""
         if principal.kind == "client":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kyso.access.model import Principal, Role, Scope
 
@@ -235,3 +236,22 @@ def permits(rule: Rule, principal: Principal, target_units: Sequence[int] | None
     if reach is Reach.OWN_UNIT:
         return principal.unit_id == target_units[0]
     return principal.unit_id in target_units
+
+
+def visible_units(principal: Principal, units: Sequence[Any]) -> set[int] | None:
+    """The ids of the units whose records ``principal`` may list (``units``: every unit,
+    with ``id`` and ``parent_id``); ``None``: all of them."""
+    if principal.unit_id is None:
+        return None if principal.kind == "client" or principal.role is Role.SYSTEM_ADMIN else set()
+    parents = {unit.id: unit.parent_id for unit in units}
+    if principal.role in (Role.OFFICER, Role.CLERK):
+        return {principal.unit_id}
+    seen = set()
+    for unit in parents:
+        current: int | None = unit
+        while current is not None and current in parents:
+            if current == principal.unit_id:
+                seen.add(unit)
+                break
+            current = parents[current]
+    return seen

@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from audit.events import Actor
-from kyso.errors import KysoError
+from kyso.access.matrix import visible_units
 from kyso.pki_service import CA_BY_NAME, add_trust_anchor
-from kyso.routers.access import is_local
+from kyso.routers.authorise import ActorDep
 from kyso.routers.pki import CaName, PkiDep
 from pki.authority import Credential
 from pki.certificates import to_pem
@@ -24,19 +23,7 @@ from pki.crl import RevocationReason
 from pki.errors import NotFoundError
 from pki.store import PersonRole, UnitKind
 
-
-class AdminAccessError(KysoError):
-    code = "kyso.forbidden"
-
-
-def local_admin(request: Request) -> Actor:
-    """The acting administrator; until access control exists, whoever calls from here."""
-    if not is_local(request):
-        raise AdminAccessError("administration answers this machine only for now")
-    return Actor(id="api:local", role="system-admin")
-
-
-AdminDep = Annotated[Actor, Depends(local_admin)]
+AdminDep = ActorDep
 Id = Annotated[int, Path(ge=1, le=2**62)]
 router = APIRouter(prefix="/api/v1", tags=["administration"])
 
@@ -103,8 +90,10 @@ class PinUnlock(_Body):
 
 
 @router.get("/units", summary="List units")
-async def list_units(pki: PkiDep, _admin: AdminDep) -> list[dict[str, Any]]:
-    return [u.as_dict() for u in await run_in_threadpool(pki.authority.units)]
+async def list_units(request: Request, pki: PkiDep, _admin: AdminDep) -> list[dict[str, Any]]:
+    units = await run_in_threadpool(pki.authority.units)
+    seen = await run_in_threadpool(visible_units, request.state.principal, units)
+    return [u.as_dict() for u in units if seen is None or u.id in seen]
 
 
 @router.post("/units", status_code=201, summary="Add a unit")
@@ -120,10 +109,15 @@ async def enroll_seal(unit_id: Id, pki: PkiDep, admin: AdminDep) -> dict[str, An
 
 @router.get("/people", summary="List officers and clerks")
 async def list_people(
-    pki: PkiDep, _admin: AdminDep, unit_id: Annotated[int | None, Query(ge=1, le=2**62)] = None
+    request: Request,
+    pki: PkiDep,
+    _admin: AdminDep,
+    unit_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> list[dict[str, Any]]:
     people = await run_in_threadpool(lambda: pki.authority.people(unit_id=unit_id))
-    return [p.as_dict() for p in people]
+    units = await run_in_threadpool(pki.authority.units)
+    seen = await run_in_threadpool(visible_units, request.state.principal, units)
+    return [p.as_dict() for p in people if seen is None or p.unit_id in seen]
 
 
 @router.post("/people", status_code=201, summary="Register an officer or clerk")
@@ -257,10 +251,20 @@ async def renew(credential_id: Id, body: Renewal, pki: PkiDep, admin: AdminDep) 
 
 @router.get("/pki/expiring", summary="Credentials whose certificate ends soon")
 async def expiring(
-    pki: PkiDep, _admin: AdminDep, days: Annotated[int, Query(ge=0, le=3650)] = 30
+    request: Request,
+    pki: PkiDep,
+    _admin: AdminDep,
+    days: Annotated[int, Query(ge=0, le=3650)] = 30,
 ) -> list[dict[str, Any]]:
     found = await run_in_threadpool(pki.authority.expiring, timedelta(days=days))
-    return [c.as_dict() for c in found]
+    units = await run_in_threadpool(pki.authority.units)
+    seen = await run_in_threadpool(visible_units, request.state.principal, units)
+    people = {p.id: p.unit_id for p in await run_in_threadpool(pki.authority.people)}
+
+    def unit_of(c: Credential) -> int | None:
+        return c.unit_id if c.unit_id is not None else people.get(c.person_id or 0)
+
+    return [c.as_dict() for c in found if seen is None or unit_of(c) in seen]
 
 
 @router.get("/pki/trust", summary="The trust store")

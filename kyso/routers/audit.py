@@ -9,29 +9,20 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from audit.log import MAX_ENTRIES_PAGE, AuditLog
 from kyso.errors import KysoError
-from kyso.routers.access import is_local
+from kyso.routers.authorise import authorised_principal
 from kyso.routers.health import RuntimeDep
 
 MAX_INDEX = 2**62
 
 
-class AuditAccessError(KysoError):
-    code = "audit.forbidden"
-
-
 class AuditUnavailableError(KysoError):
     code = "audit.unavailable"
-
-
-def local_only(request: Request) -> None:
-    if not is_local(request):
-        raise AuditAccessError("the audit log is readable from this machine only for now")
 
 
 def get_log(runtime: RuntimeDep) -> AuditLog:
@@ -40,7 +31,7 @@ def get_log(runtime: RuntimeDep) -> AuditLog:
     return runtime.audit
 
 
-router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(local_only)])
+router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(authorised_principal)])
 LogDep = Annotated[AuditLog, Depends(get_log)]
 Index = Annotated[int, Query(ge=0, le=MAX_INDEX)]
 

@@ -61,6 +61,19 @@ async def _check_database(runtime: Runtime) -> dict[str, Any]:
     return {"ok": True, "detail": detail}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics_reader(request: Request, runtime: RuntimeDep) -> None:
+    """Who may read the metrics: the matrix's rule for ``GET /metrics``."""
+    # Imported here: the authorisation module builds on this one's runtime dependency.
+    from kyso.routers.authorise import authorised_principal
+
+    await authorised_principal(request, runtime)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_reader)],
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -2,16 +2,15 @@
 batches of the document registry's sign or seal steps (``/api/v1/batches``); and what every
 signing route shares: who is calling, where a visible signature goes.
 
-Until access control exists (issue 7) every signing route answers this machine only, the
-caller names itself in ``X-Kyso-Actor`` (default ``local``, role ``service``) and proves it
-may use a credential with the credential's PIN, checked by
+Every signing route is authorised by the matrix (:mod:`kyso.access.matrix`): the caller
+signs in (session or access token) and must hold the credential (an officer's own, a
+clerk's unit seal, a seal bound to the client); the credential's PIN is then checked by
 :func:`kyso.authorisation.authorise_signing` before anything is signed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -25,9 +24,9 @@ from audit.log import AuditLog
 from kyso.authorisation import authorise_signing
 from kyso.errors import KysoError
 from kyso.logs import request_id
-from kyso.routers.access import is_local
 from kyso.routers.admin import MAX_PIN_INPUT
 from kyso.routers.auth import limit
+from kyso.routers.authorise import ActorDep
 from kyso.routers.health import RuntimeDep
 from kyso.routers.pki import PkiDep
 from kyso.signing import SigningServices
@@ -51,19 +50,7 @@ from signer.placement import (
 from signer.stamps import VisibleSignature, officer_signature
 from signer.store import MAX_BATCH_ITEMS, BatchAction, StampImageKind
 
-ACTOR_HEADER = "X-Kyso-Actor"
-DEFAULT_ACTOR = "local"
 MAX_PAGE = 100_000
-
-_ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}", re.ASCII)
-
-
-class SigningAccessError(KysoError):
-    code = "kyso.forbidden"
-
-
-class InvalidCallerError(KysoError):
-    code = "kyso.invalid_request"
 
 
 class SigningUnavailableError(KysoError):
@@ -71,21 +58,6 @@ class SigningUnavailableError(KysoError):
 
 
 # -- what every signing route shares ---------------------------------------------------------
-
-
-def signing_caller(request: Request) -> Actor:
-    """Who asks for a signature; until access control exists, a service on this machine
-    that names itself in ``X-Kyso-Actor`` (1 to 64 ASCII letters, digits, ``._:@-``). The
-    name scopes idempotency keys and is written into the audit events."""
-    if not is_local(request):
-        raise SigningAccessError("signing answers this machine only for now")
-    name = request.headers.get(ACTOR_HEADER, DEFAULT_ACTOR)
-    if not _ACTOR.fullmatch(name):
-        raise InvalidCallerError(
-            f"{ACTOR_HEADER} must be 1 to 64 ASCII letters, digits or ._:@- "
-            "(starting with a letter or digit)"
-        )
-    return Actor(id=name, role="service")
 
 
 def get_signing(runtime: RuntimeDep) -> SigningServices:
@@ -100,7 +72,7 @@ def get_batches(runtime: RuntimeDep) -> BatchRunner:
     return runtime.batches
 
 
-CallerDep = Annotated[Actor, Depends(signing_caller)]
+CallerDep = ActorDep
 
 
 def sign_rate(request: Request, caller: CallerDep) -> None:

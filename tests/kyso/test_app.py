@@ -12,9 +12,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from hsm import BlockingSessionPool
+from kyso.access.model import Scope
+from kyso.access.tokens import ensure_token_key
 from kyso.app import create_app
 from kyso.settings import Settings
 from tests.conftest import TestToken
+from tests.kyso.identities import as_service, as_system_admin
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -77,7 +81,7 @@ def test_readyz_ready(client: TestClient, token: TestToken, database_url: str):
 
 def test_metrics(client: TestClient):
     assert client.get("/readyz").status_code == 200
-    response = client.get("/metrics")
+    response = as_system_admin(client).get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -87,6 +91,29 @@ def test_metrics(client: TestClient):
     assert open_sessions is not None
     # Process-wide gauge: at least this app's pool of 4 sessions is open.
     assert float(open_sessions.group(1)) >= 4
+
+
+def test_metrics_answer_system_admins_and_admin_clients_only(
+    client_for: OpenClient, token: TestToken
+):
+    # Service clients need the access-token key, made before the app starts.
+    with BlockingSessionPool(token.config(pool_size=1)) as pool:
+        ensure_token_key(pool)
+    with client_for() as client:
+        anonymous = client.get("/metrics")
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "access.invalid_token"
+        assert client.get("/healthz").status_code == 200  # the probes stay public
+        assert client.get("/readyz").status_code == 200
+
+        refused = as_service(client, Scope.VERIFY, Scope.AUDIT_READ).get("/metrics")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "access.forbidden"
+        assert "kyso_hsm_operations_total" not in refused.text
+
+        admitted = as_service(client, Scope.ADMIN).get("/metrics")
+        assert admitted.status_code == 200
+        assert "kyso_hsm_operations_total" in admitted.text
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,14 @@ from audit import merkle
 from audit.note import NoteVerifier, open_checkpoint
 from hsm import BlockingSessionPool
 from kyso import db
+from kyso.access.model import Scope
+from kyso.access.tokens import ensure_token_key
 from kyso.app import create_app
 from kyso.audit_signer import ensure_audit_key
 from kyso.settings import Settings
 from tests.conftest import TestToken
 from tests.kyso.conftest import Kyso
+from tests.kyso.identities import as_service, as_system_admin
 
 
 @pytest.fixture
@@ -36,8 +39,10 @@ def settings(token: TestToken, tmp_path: Path, database_url: str) -> Settings:
 
 
 def _with_audit_key(token: TestToken) -> None:
+    """The audit key, and the access-token key service clients' tokens are signed with."""
     with BlockingSessionPool(token.config(pool_size=1)) as pool:
         ensure_audit_key(pool)
+        ensure_token_key(pool)
 
 
 INIT_EVENTS = 10
@@ -57,6 +62,7 @@ def test_keygen_events_are_logged_and_provable_over_http(
     assert note.split("\n")[1] == str(INIT_EVENTS + 1)
 
     with TestClient(create_app(settings)) as client:
+        as_system_admin(client)
         vkey = client.get("/audit/public-key").text.strip()
         verifier = NoteVerifier.from_vkey(vkey)
         checkpoint = client.get("/audit/checkpoint")
@@ -95,10 +101,22 @@ def test_keygen_events_are_logged_and_provable_over_http(
 def test_the_service_sequences_and_signs_on_shutdown(token: TestToken, settings: Settings):
     _with_audit_key(token)
     with TestClient(create_app(settings)) as client:
+        # Making the reader's account is the one event admitted while the service runs.
+        as_system_admin(client)
         assert client.get("/audit/checkpoint").status_code == 404
-    # Nothing was admitted: still no checkpoint, and the key is served.
+    # Sequenced and signed at shutdown: the next start serves that checkpoint and its key.
     with TestClient(create_app(settings)) as client:
-        assert client.get("/audit/public-key").text.startswith("kyso.test/audit+")
+        as_system_admin(client)  # the same account: nothing more is admitted
+        vkey = client.get("/audit/public-key").text.strip()
+        assert vkey.startswith("kyso.test/audit+")
+        checkpoint = client.get("/audit/checkpoint")
+        assert checkpoint.status_code == 200
+        verifier = NoteVerifier.from_vkey(vkey)
+        verified = open_checkpoint(checkpoint.text, [verifier], origin=settings.audit_origin)
+        assert verified.checkpoint.size == 1
+        (entry,) = client.get("/audit/entries", params={"start": 0, "end": 1}).json()["entries"]
+        assert '"action":"user.changed"' in entry["leaf"]
+        assert '"username":"test-sysadmin"' in entry["leaf"]
 
 
 def test_cli_export_and_offline_verify(kyso_db: Kyso, tmp_path: Path):
@@ -135,12 +153,30 @@ def test_cli_export_and_offline_verify(kyso_db: Kyso, tmp_path: Path):
     assert f'"size": {size}' in proof
 
 
-def test_audit_endpoints_refuse_remote_clients(token: TestToken, settings: Settings):
+AUDIT_READS = (
+    "/audit/public-key",
+    "/audit/checkpoint",
+    "/audit/entries?start=0&end=1",
+    "/audit/proof/inclusion?index=0&size=1",
+    "/audit/proof/consistency?first=1&second=1",
+)
+
+
+def test_audit_endpoints_refuse_who_may_not_read_them(token: TestToken, settings: Settings):
     _with_audit_key(token)
-    with TestClient(create_app(settings), client=("203.0.113.9", 50000)) as client:
-        response = client.get("/audit/public-key")
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "audit.forbidden"
+    with TestClient(create_app(settings)) as client:
+        for path in AUDIT_READS:
+            anonymous = client.get(path)
+            assert anonymous.status_code == 401, path
+            assert anonymous.json()["error"]["code"] == "access.invalid_token"
+        as_service(client, Scope.VERIFY, Scope.DOCUMENTS_READ, Scope.ADMIN)
+        for path in AUDIT_READS:
+            refused = client.get(path)
+            assert refused.status_code == 403, path
+            assert refused.json()["error"]["code"] == "access.forbidden"
+        reader = as_service(client, Scope.AUDIT_READ).get("/audit/public-key")
+        assert reader.status_code == 200
+        assert reader.text.startswith("kyso.test/audit+")
 
 
 def test_database_engine_is_at_the_audit_revision(database_url: str):

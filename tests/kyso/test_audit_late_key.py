@@ -19,6 +19,7 @@ from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.runtime import Runtime
 from kyso.settings import Settings
 from tests.conftest import TestToken
+from tests.kyso.identities import as_system_admin
 
 INTERVAL = 0.3
 """Checkpoint interval of these tests, in seconds."""
@@ -90,6 +91,8 @@ def test_checkpoints_start_once_the_audit_key_appears(
             return await real_list_keys()
 
         runtime.hsm.list_keys = flaky_list_keys  # type: ignore[method-assign]
+        # The audit log's reader: making the account is the log's first event.
+        as_system_admin(client)
 
         # No key yet: nothing is signed, no verifier key is served, the loop keeps looking.
         wait_for(lambda: len(listings) >= 3, "the checkpoint loop to look for the key again")
@@ -116,7 +119,10 @@ def test_checkpoints_start_once_the_audit_key_appears(
         expected = HsmNoteSigner(runtime.hsm.blocking, key, settings.audit_origin).vkey()
         assert vkey.text.strip() == expected
         opened = open_checkpoint(note, [NoteVerifier.from_vkey(expected)], origin="kyso.test/audit")
-        assert opened.checkpoint.size == 1
+        assert opened.checkpoint.size == 2
+        entries = client.get("/audit/entries", params={"start": 0, "end": 2}).json()["entries"]
+        assert '"action":"user.changed"' in entries[0]["leaf"]
+        assert '"action":"key.generated"' in entries[1]["leaf"]
         # The one runtime object the routes read now holds the key; the log signs with it.
         current: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
         assert current.audit is runtime.audit
@@ -139,6 +145,7 @@ def test_without_a_key_shutdown_signs_nothing_and_logs_no_error(
     with TestClient(create_app(settings)) as client:
         runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
         assert runtime.audit_vkey is None
+        as_system_admin(client)  # its account is an event to sign, but there is no key
         time.sleep(3 * INTERVAL)
         assert client.get("/audit/checkpoint").status_code == 404
     errors = [r.getMessage() for r in audit_logs.records if r.levelno >= logging.ERROR]

@@ -3,8 +3,14 @@ officer signature (PIN) → clerk's seal (PIN) → issued with its number; every
 and hash; idempotency keys; and every kind of bad input answered with its status and stable
 code — never a 5xx (each response is checked by :func:`_no_server_error`).
 
-The service is set up as ``kyso init --demo`` does it (CA hierarchy, two communes, their
-officers and seals with the demo PIN), then started through its real lifespan."""
+Every request is made by whom the workflow gives it to: the public-service portal (a
+service client) queues drafts, the commune's officer signs with their own credential, the
+unit's clerk (văn thư) seals; a caller not signed in gets 401, one the authorisation matrix
+refuses gets 403.
+
+The service is set up as ``kyso init --demo`` does it (CA hierarchy, access-token key, two
+communes, their officers and seals with the demo PIN, the demo accounts), then started
+through its real lifespan."""
 
 from __future__ import annotations
 
@@ -25,18 +31,22 @@ from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import validate_pdf_signature
 from sqlalchemy import select
 
-from audit.events import Action, AuditEvent
+from audit.events import Action, Actor, AuditEvent
 from audit.store import audit_entries
 from hsm import BlockingSessionPool
 from kyso import db
+from kyso.access.model import Role, Scope
+from kyso.access.tokens import ensure_token_key
 from kyso.app import create_app
 from kyso.demo import DEMO_PIN, create_demo
 from kyso.pki_service import make_authority
+from kyso.routers.auth import CSRF_HEADER
 from kyso.settings import Settings
 from pki.authority import Authority
 from signer.issuing import OFFICER_FIELD, SEAL_FIELD
 from tests.conftest import TestToken
-from tests.kyso.test_pki_http import ADMIN, REMOTE, _no_server_error, error_code
+from tests.kyso.identities import as_service, as_system_admin, sign_in, sign_in_as, store_of
+from tests.kyso.test_pki_http import ADMIN, _no_server_error, error_code
 from tests.signer.test_documents import pages_pdf
 from tests.signer.test_ltv import offline_context
 from tests.signer.test_stamps import blue_signature_png, draft_pdf, red_seal_png
@@ -45,6 +55,18 @@ MAX_BYTES = 64 * 1024
 """The test service's signing_max_bytes: small, so that the limit is easy to cross."""
 MAX_PAGES = 3
 WRONG_PIN = "000001"
+
+# The demo accounts of CAP-BT (the demo commune the tests work in) and of the others.
+OFFICER = "anh.nv"
+"""CAP-BT's officer: holds ``Demo.officer_credential``."""
+CLERK = "ngoc.ttb"
+"""CAP-BT's clerk: seals with ``Demo.seal_credential``."""
+OTHER_OFFICER = "dung.lh"
+"""CAP-SG's officer: holds ``Demo.other_officer_credential``."""
+OTHER_CLERK = "huong.ptt"
+UNIT_ADMIN = "admin.hcm"
+"""The unit admin of the province (CAT-HCM), over both communes."""
+AUDITOR = "auditor.hcm"
 
 
 @pytest.fixture
@@ -85,6 +107,7 @@ def demo(settings: Settings, tmp_path: Path) -> Demo:
         with BlockingSessionPool(settings.hsm_config()) as pool:
             authority = make_authority(settings, engine, pool)
             authority.ensure_hierarchy(ADMIN)
+            ensure_token_key(pool)
             create_demo(authority, ADMIN, tmp_path / "demo.json")
     finally:
         engine.dispose()
@@ -123,6 +146,14 @@ def client(settings: Settings, demo: Demo) -> Iterator[TestClient]:
 def authority_of(client: TestClient) -> Authority:
     authority: Authority = client.app.state.runtime.pki.authority  # type: ignore[attr-defined]
     return authority
+
+
+def portal(client: TestClient) -> Actor:
+    """``client`` becomes a new service client of the public-service portal, which queues
+    drafts for every unit; returns the actor its requests are audited as."""
+    as_service(client, Scope.SIGN)
+    newest = store_of(client).clients()[-1]
+    return Actor(id=f"client:{newest.client_id}", role="service")
 
 
 def upload(
@@ -249,12 +280,14 @@ def bad_inputs(tmp_path: Path) -> list[tuple[str, bytes, int, str]]:
 def test_upload_sign_seal_issue_over_http(
     client: TestClient, settings: Settings, demo: Demo, tmp_path: Path
 ) -> None:
+    sign_in(client, OFFICER)
     officer_image = client.put(
         f"/api/v1/people/{demo.officer_id}/signature-image",
         content=blue_signature_png(),
         headers={"Content-Type": "image/png"},
     )
     assert officer_image.status_code == 204, officer_image.text
+    sign_in(client, CLERK)
     seal_image = client.put(
         f"/api/v1/units/{demo.unit_id}/seal-image",
         content=red_seal_png(),
@@ -262,6 +295,7 @@ def test_upload_sign_seal_issue_over_http(
     )
     assert seal_image.status_code == 204, seal_image.text
 
+    the_portal = portal(client)
     original = draft_pdf()
     created = upload(client, demo, original, title="Xác nhận thông tin về cư trú")
     assert created.status_code == 201, created.text
@@ -272,15 +306,23 @@ def test_upload_sign_seal_issue_over_http(
     assert document["revisions"][0]["sha256"] == hashlib.sha256(original).hexdigest()
 
     # Out of order: the clerk cannot seal a draft.
+    sign_in(client, CLERK)
     early = seal(client, document["id"], demo.seal_credential)
     assert (early.status_code, error_code(early)) == (409, "signer.invalid_state")
 
-    signed = sign(client, document["id"], demo.officer_credential)
+    # The caller can no longer name itself: the audit actor is the signed-in officer.
+    sign_in(client, OFFICER)
+    signed = client.post(
+        f"/api/v1/documents/{document['id']}/sign",
+        json={"credential_id": demo.officer_credential, "pin": DEMO_PIN},
+        headers={"X-Kyso-Actor": "portal"},
+    )
     assert signed.status_code == 200, signed.text
     assert signed.json()["status"] == "signed"
     again = sign(client, document["id"], demo.officer_credential)
     assert (again.status_code, error_code(again)) == (409, "signer.invalid_state")
 
+    sign_in(client, CLERK)
     issued = seal(client, document["id"], demo.seal_credential)
     assert issued.status_code == 200, issued.text
     body = issued.json()
@@ -330,23 +372,21 @@ def test_upload_sign_seal_issue_over_http(
         ModificationLevel.FORM_FILLING,
     )
 
-    assert document_actions(settings, document["id"]) == [
-        Action.DOCUMENT_UPLOADED,
-        Action.DOCUMENT_SIGNED,
-        Action.DOCUMENT_SEALED,
-        Action.DOCUMENT_ISSUED,
+    events = [e for e in audit_events(settings) if e.details.get("document_id") == document["id"]]
+    officer = Actor(id=f"user:{OFFICER}", role="officer")
+    clerk = Actor(id=f"user:{CLERK}", role="clerk")
+    assert [(e.action, e.actor) for e in events] == [
+        (Action.DOCUMENT_UPLOADED, the_portal),
+        (Action.DOCUMENT_SIGNED, officer),
+        (Action.DOCUMENT_SEALED, clerk),
+        (Action.DOCUMENT_ISSUED, clerk),
     ]
-    signed_event = next(
-        e
-        for e in audit_events(settings)
-        if e.action is Action.DOCUMENT_SIGNED and e.details.get("document_id") == document["id"]
-    )
-    assert signed_event.actor.id == "local"
-    assert signed_event.subject.document_sha256 == shown["revisions"][1]["sha256"]
+    assert events[1].subject.document_sha256 == shown["revisions"][1]["sha256"]
 
 
 def test_idempotency_keys_over_http(client: TestClient, settings: Settings, demo: Demo) -> None:
     pdf = draft_pdf()
+    portal(client)
     first = upload(client, demo, pdf, key="upload-0001")
     second = upload(client, demo, pdf, key="upload-0001")
     assert first.status_code == second.status_code == 201
@@ -354,17 +394,27 @@ def test_idempotency_keys_over_http(client: TestClient, settings: Settings, demo
     document_id = first.json()["id"]
     other = upload(client, demo, pdf + b"\n%another\n", key="upload-0001")
     assert (other.status_code, error_code(other)) == (409, "signer.idempotency_conflict")
+    # Another caller's same key is its own request: the clerk's upload is a new document.
+    sign_in(client, CLERK)
+    clerks = upload(client, demo, pdf + b"\n%another\n", key="upload-0001")
+    assert clerks.status_code == 201, clerks.text
+    assert clerks.json()["id"] != document_id
 
+    sign_in(client, OFFICER)
     signed = sign(client, document_id, demo.officer_credential, key="sign-0001")
     repeated = sign(client, document_id, demo.officer_credential, key="sign-0001")
     assert signed.status_code == repeated.status_code == 200
     assert signed.json() == repeated.json()
-    # The key is scoped by the caller: another service's same key is its own request.
-    foreign = client.post(
-        f"/api/v1/documents/{document_id}/sign",
-        json={"credential_id": demo.officer_credential, "pin": DEMO_PIN},
-        headers={"Idempotency-Key": "sign-0001", "X-Kyso-Actor": "portal"},
+    # The key is scoped by the caller: the same officer's other account, with the same key,
+    # makes a request of its own (refused: the document is signed already).
+    sign_in_as(
+        client,
+        Role.OFFICER,
+        unit_id=demo.unit_id,
+        person_id=demo.officer_id,
+        username=f"{OFFICER}.tablet",
     )
+    foreign = sign(client, document_id, demo.officer_credential, key="sign-0001")
     assert (foreign.status_code, error_code(foreign)) == (409, "signer.invalid_state")
 
     assert document_actions(settings, document_id) == [
@@ -381,6 +431,8 @@ def test_idempotency_keys_over_http(client: TestClient, settings: Settings, demo
 def test_bad_uploads_are_refused_with_their_codes(
     client: TestClient, settings: Settings, demo: Demo, tmp_path: Path
 ) -> None:
+    # The portal reaches every unit: the route itself answers an unknown one.
+    portal(client)
     for case, pdf, status, code in bad_inputs(tmp_path):
         response = upload(client, demo, pdf)
         assert (response.status_code, error_code(response)) == (status, code), case
@@ -410,14 +462,21 @@ def test_bad_uploads_are_refused_with_their_codes(
 
 
 def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo) -> None:
+    sign_in(client, CLERK)
     document = uploaded(client, demo)
     unknown = "0" * 26
+
+    # The system admin reaches every unit, so the routes answer unknown documents.
+    as_system_admin(client)
+    for response in (
+        client.get(f"/api/v1/documents/{unknown}"),
+        client.get("/api/v1/documents/not-an-id"),
+        client.get(f"/api/v1/documents/{unknown}/pdf"),
+    ):
+        assert (response.status_code, error_code(response)) == (404, "signer.document_not_found")
+
+    sign_in(client, OFFICER)
     for response, status, code in [
-        (client.get(f"/api/v1/documents/{unknown}"), 404, "signer.document_not_found"),
-        (client.get("/api/v1/documents/not-an-id"), 404, "signer.document_not_found"),
-        (client.get(f"/api/v1/documents/{unknown}/pdf"), 404, "signer.document_not_found"),
-        (sign(client, unknown, demo.officer_credential), 404, "signer.document_not_found"),
-        (seal(client, unknown, demo.seal_credential), 404, "signer.document_not_found"),
         (
             sign(client, document["id"], demo.officer_credential, placement={"field": "Nope"}),
             422,
@@ -443,13 +502,6 @@ def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo
             422,
             "signer.bad_placement",
         ),
-        (sign(client, document["id"], demo.seal_credential), 409, "signer.wrong_credential"),
-        (
-            sign(client, document["id"], demo.other_officer_credential),
-            409,
-            "signer.wrong_credential",
-        ),
-        (seal(client, document["id"], demo.seal_credential), 409, "signer.invalid_state"),
         (
             client.post(
                 f"/api/v1/documents/{document['id']}/sign",
@@ -458,7 +510,12 @@ def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo
             400,
             "pki.pin_required",
         ),
-        (sign(client, document["id"], 999_999), 404, "pki.not_found"),
+        # Credentials the officer does not hold (a seal, another officer's, none at all)
+        # and documents of no unit they reach are refused before the registry is asked.
+        (sign(client, document["id"], demo.seal_credential), 403, "access.forbidden"),
+        (sign(client, document["id"], demo.other_officer_credential), 403, "access.forbidden"),
+        (sign(client, document["id"], 999_999), 403, "access.forbidden"),
+        (sign(client, unknown, demo.officer_credential), 403, "access.forbidden"),
     ]:
         assert (response.status_code, error_code(response)) == (status, code), response.text
 
@@ -467,17 +524,12 @@ def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo
     assert DEMO_PIN not in malformed.text
     nan = client.post(
         f"/api/v1/documents/{document['id']}/sign",
-        content=b'{"credential_id": 1, "pin": "482915", "placement": {"page": 1, '
-        b'"rect": [NaN, 0, 100, 100]}}',
+        content=b'{"credential_id": %d, "pin": "482915", "placement": {"page": 1, '
+        b'"rect": [NaN, 0, 100, 100]}}' % demo.officer_credential,
         headers={"Content-Type": "application/json"},
     )
     assert nan.status_code == 422
     assert DEMO_PIN not in nan.text
-    bad_actor = client.get(
-        f"/api/v1/documents/{document['id']}",
-        headers={"X-Kyso-Actor": "ai\u0111o".encode()},  # type: ignore[arg-type]
-    )
-    assert (bad_actor.status_code, error_code(bad_actor)) == (422, "kyso.invalid_request")
     huge = client.post(
         f"/api/v1/documents/{document['id']}/sign",
         content=b'{"credential_id": 1, "pin": "' + b"1" * (3 * 1024 * 1024) + b'"}',
@@ -485,11 +537,20 @@ def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo
     )
     assert (huge.status_code, error_code(huge)) == (413, "kyso.body_too_large")
 
+    sign_in(client, CLERK)
+    for response, status, code in [
+        (seal(client, document["id"], demo.seal_credential), 409, "signer.invalid_state"),
+        (seal(client, document["id"], demo.officer_credential), 403, "access.forbidden"),
+        (seal(client, unknown, demo.seal_credential), 403, "access.forbidden"),
+    ]:
+        assert (response.status_code, error_code(response)) == (status, code), response.text
+
     # Still a draft, and only the upload was audited.
     assert client.get(f"/api/v1/documents/{document['id']}").json()["status"] == "draft"
     assert document_actions(settings, document["id"]) == [Action.DOCUMENT_UPLOADED]
 
-    # Stamp images.
+    # Stamp images: the officer's own.
+    sign_in(client, OFFICER)
     path = f"/api/v1/people/{demo.officer_id}/signature-image"
     for content, content_type, status, code in [
         (b"GIF89a....", "image/png", 422, "signer.bad_image"),
@@ -498,6 +559,7 @@ def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo
     ]:
         response = client.put(path, content=content, headers={"Content-Type": content_type})
         assert (response.status_code, error_code(response)) == (status, code)
+    as_system_admin(client)
     nobody = client.put(
         "/api/v1/people/999999/signature-image",
         content=blue_signature_png(),
@@ -506,13 +568,52 @@ def test_bad_signing_requests(client: TestClient, settings: Settings, demo: Demo
     assert (nobody.status_code, error_code(nobody)) == (404, "pki.not_found")
 
 
-def test_signing_routes_answer_this_machine_only(settings: Settings, demo: Demo) -> None:
-    with started(settings, client=REMOTE) as remote:
+def test_signing_routes_refuse_callers_not_signed_in_or_not_allowed(
+    settings: Settings, demo: Demo
+) -> None:
+    with started(settings) as client:
+        sign_in(client, CLERK)
+        document = uploaded(client, demo)["id"]
+        client.cookies.clear()
+        client.headers.pop(CSRF_HEADER)
+
         for response in (
-            remote.get(f"/api/v1/documents/{'0' * 26}"),
-            remote.post(f"/api/v1/documents/{'0' * 26}/sign", json={"credential_id": 1}),
-            upload(remote, demo),
-            remote.post("/api/v1/sign", data={"credential_id": "1"}, files={"file": b"%PDF-"}),
-            remote.get(f"/api/v1/batches/{'0' * 26}"),
+            client.get(f"/api/v1/documents/{document}"),
+            client.get(f"/api/v1/documents/{document}/pdf"),
+            sign(client, document, demo.officer_credential),
+            seal(client, document, demo.seal_credential),
+            upload(client, demo),
+            client.post("/api/v1/sign", data={"credential_id": "1"}, files={"file": b"%PDF-"}),
+            client.post("/api/v1/batches", json={"action": "sign", "credential_id": 1}),
+            client.get(f"/api/v1/batches/{'0' * 26}"),
         ):
-            assert (response.status_code, error_code(response)) == (403, "kyso.forbidden")
+            assert (response.status_code, error_code(response)) == (401, "access.invalid_token")
+
+        refused = [
+            # An auditor only reads; another commune's officer neither reads nor signs here.
+            (AUDITOR, lambda: upload(client, demo)),
+            (OTHER_OFFICER, lambda: client.get(f"/api/v1/documents/{document}")),
+            (OTHER_OFFICER, lambda: sign(client, document, demo.other_officer_credential)),
+            (OTHER_CLERK, lambda: seal(client, document, demo.seal_credential)),
+            (OTHER_CLERK, lambda: upload(client, demo)),
+            # Signing is the holder's: not the clerk, not the unit admin.
+            (CLERK, lambda: sign(client, document, demo.officer_credential)),
+            (UNIT_ADMIN, lambda: sign(client, document, demo.officer_credential)),
+            (OFFICER, lambda: seal(client, document, demo.seal_credential)),
+            (CLERK, lambda: upload(client, demo, unit_id="999999")),
+        ]
+        for username, request in refused:
+            sign_in(client, username)
+            response = request()
+            assert (response.status_code, error_code(response)) == (403, "access.forbidden"), (
+                username
+            )
+            assert DEMO_PIN not in response.text
+        # A service queues drafts but never signs for the officer.
+        portal(client)
+        response = sign(client, document, demo.officer_credential)
+        assert (response.status_code, error_code(response)) == (403, "access.forbidden")
+
+        sign_in(client, OFFICER)
+        assert client.get(f"/api/v1/documents/{document}").json()["status"] == "draft"
+    assert document_actions(settings, document) == [Action.DOCUMENT_UPLOADED]

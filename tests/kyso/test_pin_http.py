@@ -1,18 +1,19 @@
-"""Signing PINs over HTTP on both databases: the loopback-only administration routes that
-set and unlock a PIN, and the authorisation step every signing route calls
-(:func:`kyso.authorisation.authorise_signing`), behind a route added for the test so that
-its errors go through the service's own error mapping. No answer holds a PIN, not even a
-422 for a malformed body."""
+"""Signing PINs over HTTP on both databases: the routes that set and unlock a PIN (an
+administrator sets and unlocks; the holder may change their own), and the authorisation
+step every signing route calls (:func:`kyso.authorisation.authorise_signing`), behind a
+route added for the test, in the name of the signed-in caller, so that its errors go through
+the service's own error mapping. No answer holds a PIN, not even a 422 for a malformed
+body."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
@@ -21,11 +22,16 @@ from sqlalchemy import select
 from audit.events import Action, AuditEvent
 from audit.store import audit_entries
 from kyso import db
+from kyso.access.model import Role
 from kyso.app import create_app
 from kyso.authorisation import authorise_signing
-from kyso.routers.admin import local_admin
+from kyso.routers.auth import CSRF_HEADER, PrincipalDep
+from kyso.routers.health import RuntimeDep
 from kyso.settings import Settings
-from tests.kyso.test_pki_http import REMOTE, _no_server_error, enrol_officer, error_code
+from pki.authority import Authority
+from pki.store import PersonRole
+from tests.kyso.identities import as_system_admin, sign_in_as
+from tests.kyso.test_pki_http import ADMIN, _no_server_error, enrol_officer, error_code
 
 # The fixtures, used by name.
 from tests.kyso.test_pki_http import hierarchy as hierarchy
@@ -41,15 +47,19 @@ class SignRequest(BaseModel):
 
 
 def with_signing_route(app: FastAPI) -> FastAPI:
-    """The authorisation step as a signing route calls it, PIN from the request body."""
+    """The authorisation step as a signing route calls it: PIN from the request body, in the
+    name of whoever is signed in (the route is the test's, so it is in no matrix rule)."""
 
     @app.post("/test/sign/{credential_id}")
-    async def sign(credential_id: int, body: SignRequest, request: Request) -> dict[str, Any]:
-        authority = request.app.state.runtime.pki.authority
+    async def sign(
+        credential_id: int, body: SignRequest, runtime: RuntimeDep, caller: PrincipalDep
+    ) -> dict[str, Any]:
+        assert runtime.pki is not None
+        authority = runtime.pki.authority
         pin = body.pin.get_secret_value() if body.pin else None
         credential = await run_in_threadpool(
             lambda: authorise_signing(
-                authority, credential_id=credential_id, pin=pin, actor=local_admin(request)
+                authority, credential_id=credential_id, pin=pin, actor=caller.actor()
             )
         )
         return {"credential_id": credential.id}
@@ -68,6 +78,19 @@ def started(settings: Settings, **options: Any) -> Iterator[TestClient]:
 def client(settings: Settings, hierarchy: None) -> Iterator[TestClient]:
     with started(settings) as running:
         yield running
+
+
+def authority_of(client: TestClient) -> Authority:
+    authority: Authority = client.app.state.runtime.pki.authority  # type: ignore[attr-defined]
+    return authority
+
+
+def as_holder(client: TestClient, credential: dict[str, Any], username: str = "tuyet.nta") -> str:
+    """``client`` signs in as the officer who holds ``credential`` (an account made for
+    them); returns the audit actor id."""
+    person = authority_of(client).person(credential["person_id"])
+    sign_in_as(client, Role.OFFICER, unit_id=person.unit_id, person_id=person.id, username=username)
+    return f"user:{username}"
 
 
 def pin_events(settings: Settings) -> list[AuditEvent]:
@@ -91,18 +114,23 @@ def pin_events(settings: Settings) -> list[AuditEvent]:
 def test_set_check_lock_and_unlock_over_http(
     client: TestClient, settings: Settings, tmp_path: Path
 ) -> None:
+    as_system_admin(client)
+    admin = "user:test-sysadmin"
     credential = enrol_officer(client, tmp_path)
     path = f"/api/v1/credentials/{credential['id']}/pin"
     assert credential["pin"] == {"set": False, "failures": 0, "locked_at": None}
     sign = f"/test/sign/{credential['id']}"
 
+    officer = as_holder(client, credential)
     not_set = client.post(sign, json={"pin": PIN})
     assert (not_set.status_code, error_code(not_set)) == (409, "pki.pin_not_set")
+    as_system_admin(client)
     set_pin = client.put(path, json={"pin": PIN})
     assert set_pin.status_code == 200, set_pin.text
     assert set_pin.json()["pin"] == {"set": True, "failures": 0, "locked_at": None}
-    assert client.post(sign, json={"pin": PIN}).json() == {"credential_id": credential["id"]}
 
+    as_holder(client, credential)
+    assert client.post(sign, json={"pin": PIN}).json() == {"credential_id": credential["id"]}
     missing = client.post(sign, json={})
     assert (missing.status_code, error_code(missing)) == (400, "pki.pin_required")
     for remaining in (4, 3, 2, 1):
@@ -116,37 +144,69 @@ def test_set_check_lock_and_unlock_over_http(
     shown = client.get(f"/api/v1/credentials/{credential['id']}").json()
     assert shown["pin"]["failures"] == 5
     assert shown["pin"]["locked_at"] is not None
+    # Locked: neither the holder nor an administrator can set it over the lock.
     changed = client.put(path, json={"pin": NEW_PIN})
     assert (changed.status_code, error_code(changed)) == (423, "pki.pin_locked")
+    as_system_admin(client)
+    replaced_over_lock = client.put(path, json={"pin": NEW_PIN})
+    assert (replaced_over_lock.status_code, error_code(replaced_over_lock)) == (
+        423,
+        "pki.pin_locked",
+    )
 
     unlocked = client.post(f"{path}/unlock")
     assert unlocked.status_code == 200, unlocked.text
     assert unlocked.json()["pin"] == {"set": True, "failures": 0, "locked_at": None}
+    as_holder(client, credential)
     assert client.post(sign, json={"pin": PIN}).status_code == 200
+    as_system_admin(client)
     replaced = client.post(f"{path}/unlock", json={"new_pin": NEW_PIN})
     assert replaced.status_code == 200, replaced.text
+    as_holder(client, credential)
     old = client.post(sign, json={"pin": PIN})
     assert (old.status_code, error_code(old)) == (403, "pki.pin_invalid")
     assert client.post(sign, json={"pin": NEW_PIN}).status_code == 200
 
     # The PIN comes first (and counts); a suspended credential then cannot sign.
+    as_system_admin(client)
     assert client.post(f"/api/v1/credentials/{credential['id']}/suspend").status_code == 200
+    as_holder(client, credential)
     suspended = client.post(sign, json={"pin": NEW_PIN})
     assert (suspended.status_code, error_code(suspended)) == (409, "pki.credential_unusable")
 
     actions = [(e.action, e.outcome.code, e.actor.id) for e in pin_events(settings)]
     assert actions == [
-        (Action.PIN_SET, None, "api:local"),
-        *[(Action.PIN_FAILED, "pki.pin_invalid", "api:local")] * 5,
-        (Action.PIN_LOCKED, None, "api:local"),
-        (Action.PIN_FAILED, "pki.pin_locked", "api:local"),
-        (Action.PIN_UNLOCKED, None, "api:local"),
-        (Action.PIN_UNLOCKED, None, "api:local"),
-        (Action.PIN_FAILED, "pki.pin_invalid", "api:local"),
+        (Action.PIN_SET, None, admin),
+        *[(Action.PIN_FAILED, "pki.pin_invalid", officer)] * 5,
+        (Action.PIN_LOCKED, None, officer),
+        (Action.PIN_FAILED, "pki.pin_locked", officer),
+        (Action.PIN_UNLOCKED, None, admin),
+        (Action.PIN_UNLOCKED, None, admin),
+        (Action.PIN_FAILED, "pki.pin_invalid", officer),
+    ]
+
+
+def test_the_holder_changes_their_own_pin(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    as_system_admin(client)
+    credential = enrol_officer(client, tmp_path)
+    path = f"/api/v1/credentials/{credential['id']}/pin"
+    assert client.put(path, json={"pin": PIN}).status_code == 200
+    officer = as_holder(client, credential)
+    changed = client.put(path, json={"pin": NEW_PIN})
+    assert changed.status_code == 200, changed.text
+    old = client.post(f"/test/sign/{credential['id']}", json={"pin": PIN})
+    assert (old.status_code, error_code(old)) == (403, "pki.pin_invalid")
+    assert [(e.action, e.actor.id) for e in pin_events(settings)] == [
+        (Action.PIN_SET, "user:test-sysadmin"),
+        (Action.PIN_SET, officer),
+        (Action.PIN_FAILED, officer),
     ]
 
 
 def test_bad_pins_are_refused_without_echo(client: TestClient, tmp_path: Path) -> None:
+    as_system_admin(client)
     credential = enrol_officer(client, tmp_path)
     path = f"/api/v1/credentials/{credential['id']}/pin"
     weak = client.put(path, json={"pin": "123456"})
@@ -170,14 +230,56 @@ def test_bad_pins_are_refused_without_echo(client: TestClient, tmp_path: Path) -
     assert (unknown.status_code, error_code(unknown)) == (404, "pki.not_found")
 
 
-def test_pin_administration_answers_this_machine_only(
-    settings: Settings,
-    hierarchy: None,
+def test_pin_administration_refuses_callers_not_signed_in_or_not_allowed(
+    client: TestClient, tmp_path: Path
 ) -> None:
-    with started(settings, client=REMOTE) as remote:
-        for method, path, body in (
-            ("PUT", "/api/v1/credentials/5/pin", {"pin": PIN}),
-            ("POST", "/api/v1/credentials/5/pin/unlock", None),
-        ):
-            answer = remote.request(method, path, json=body)
-            assert (answer.status_code, error_code(answer)) == (403, "kyso.forbidden"), path
+    as_system_admin(client)
+    credential = enrol_officer(client, tmp_path)
+    path = f"/api/v1/credentials/{credential['id']}/pin"
+    assert client.put(path, json={"pin": PIN}).status_code == 200
+    client.cookies.clear()
+    client.headers.pop(CSRF_HEADER)
+    for method, target, body in (("PUT", path, {"pin": NEW_PIN}), ("POST", f"{path}/unlock", None)):
+        answer = client.request(method, target, json=body)
+        assert (answer.status_code, error_code(answer)) == (401, "access.invalid_token"), target
+
+    # The holder may change their PIN but never unlock it; another officer of the same
+    # commune may do neither; an auditor changes nothing.
+    commune = authority_of(client).person(credential["person_id"]).unit_id
+    colleague = authority_of(client).add_person(
+        unit_id=commune,
+        role=PersonRole.OFFICER,
+        full_name="Trần Văn Bình",
+        position="Phó Trưởng Công an phường",
+        cccd="079190005678",
+        email="binh.tv@btn.hcm.gov.vn",
+        actor=ADMIN,
+    )
+    refusals: list[tuple[Callable[[], object], str, str, dict[str, str] | None]] = [
+        (lambda: as_holder(client, credential), "POST", f"{path}/unlock", None),
+        (
+            lambda: sign_in_as(client, Role.OFFICER, unit_id=commune, person_id=colleague.id),
+            "PUT",
+            path,
+            {"pin": NEW_PIN},
+        ),
+        (
+            lambda: sign_in_as(client, Role.OFFICER, unit_id=commune, person_id=colleague.id),
+            "POST",
+            f"{path}/unlock",
+            None,
+        ),
+        (
+            lambda: sign_in_as(client, Role.AUDITOR, unit_id=commune),
+            "PUT",
+            path,
+            {"pin": NEW_PIN},
+        ),
+    ]
+    for who, method, target, body in refusals:
+        who()
+        answer = client.request(method, target, json=body)
+        assert (answer.status_code, error_code(answer)) == (403, "access.forbidden"), target
+        assert NEW_PIN not in answer.text
+    as_holder(client, credential)
+    assert client.post(f"/test/sign/{credential['id']}", json={"pin": PIN}).status_code == 200

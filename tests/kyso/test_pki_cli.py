@@ -29,6 +29,7 @@ from kyso.settings import Settings
 from pki.store import pki_units
 from tests.conftest import TestToken
 from tests.kyso.conftest import Kyso
+from tests.kyso.identities import sign_in
 from tests.kyso.test_pki_http import sign_request
 from tests.pki.certs import TestCa, run_openssl
 
@@ -182,10 +183,11 @@ def test_a_credential_life_cycle(kyso_db: Kyso, token: TestToken, tmp_path: Path
     revoked = kyso.ok("officer", "revoke", credential, "--reason", "key_compromise").stdout
     assert revoked.startswith(f"credential {credential}\tofficer\trevoked\t"), revoked
 
-    # The service sees the records the commands wrote, and publishes both certificates on
-    # its CRL: the re-keyed one as superseded.
+    # The service sees the records the commands wrote (to the province's unit admin, whose
+    # reach covers the new commune), and publishes both certificates on its CRL: the
+    # re-keyed one as superseded.
     with TestClient(create_app(service_settings(kyso, token))) as client:
-        shown = client.get(f"/api/v1/people/{person['id']}").json()
+        shown = sign_in(client, "admin.hcm").get(f"/api/v1/people/{person['id']}").json()
         served = client.get("/pki/crl/issuing.crl")
     assert [(c["id"], c["status"]) for c in shown["credentials"]] == [
         (enrolled["id"], "superseded"),
@@ -283,7 +285,8 @@ def test_demo_listings_exports_trust_and_errors(kyso: Kyso, token: TestToken, tm
         served_root = client.get("/pki/ca/root.crt")
         served_issuing = client.get("/pki/ca/issuing.crt")
         served_crl = client.get("/pki/crl/issuing.crl")
-        assert client.get("/api/v1/people").json() == people, "the bad CCCD added nobody"
+        listed = sign_in(client, "sysadmin").get("/api/v1/people").json()
+        assert listed == people, "the bad CCCD added nobody"
     assert served_root.status_code == served_issuing.status_code == served_crl.status_code == 200
     assert served_root.content == root.public_bytes(serialization.Encoding.DER)
     assert served_crl.content == crl_der, "the latest CRL"

@@ -1,5 +1,6 @@
-"""The PKI inside the service, in process: the public CA, CRL, OCSP and TSA routes and the
-loopback-only administration API, on SoftHSM and both databases.
+"""The PKI inside the service, in process: the public CA, CRL, OCSP and TSA routes (open to
+anyone) and the administration API (a signed-in system administrator here; without a
+sign-in or with the wrong role it refuses), on SoftHSM and both databases.
 
 What the routes serve is checked by the real ``openssl`` (chains, CRL signatures, OCSP
 responses, timestamp tokens) and read back with asn1crypto; protocol errors must come back
@@ -31,15 +32,19 @@ from audit.events import Action, Actor, AuditEvent
 from audit.store import audit_entries
 from hsm import BlockingSessionPool
 from kyso import db
+from kyso.access.model import Role
 from kyso.app import create_app
 from kyso.pki_service import make_authority
 from kyso.settings import Settings
 from pki import ocsp, tsa
 from tests.conftest import TestToken
+from tests.kyso.identities import as_system_admin, sign_in_as
 from tests.pki.certs import TestCa, run_openssl
 
 ADMIN = Actor(id="test:admin", role="system-admin")
 REMOTE = ("203.0.113.9", 50000)
+SYSTEM_ADMIN = "test-sysadmin"
+"""The account :func:`as_system_admin` signs in, as audit events name it: ``user:<name>``."""
 OFFICER_NAME = "Nguyễn Thị Ánh Tuyết"
 COMMUNE_NAME = "Công an phường Bến Thành"
 OCSP_RESPONSE = "application/ocsp-response"
@@ -96,8 +101,10 @@ def started(settings: Settings, **options: Any) -> Iterator[TestClient]:
 
 @pytest.fixture
 def client(settings: Settings, hierarchy: None) -> Iterator[TestClient]:
+    """The service, its caller signed in as a system administrator: these tests drive the
+    administration API (units, people, credentials, the trust store)."""
     with started(settings) as running:
-        yield running
+        yield as_system_admin(running)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -503,7 +510,7 @@ def test_ocsp_and_tsa_answer_bad_requests_in_their_own_protocol(
     settings: Settings, client: TestClient, tmp_path: Path
 ):
     fetch_ca(client, tmp_path)
-    enrol_officer(client, tmp_path)
+    credential = enrol_officer(client, tmp_path)
     good = ocsp_request(tmp_path, "req.der", "-issuer", "issuing.pem", "-cert", "leaf.pem")
     assert single_status(post_ocsp(client, good).content) == ("good", None)
     # The delegated responder answers for the issuing CA's certificates only (RFC 6960
@@ -577,20 +584,22 @@ def test_ocsp_and_tsa_answer_bad_requests_in_their_own_protocol(
         assert rejected.headers["content-type"] == "application/timestamp-reply"
         assert tsa_failure(rejected.content) == {"bad_data_format"}
 
-    # From another machine: the administration API is closed, the public services are not.
+    # From another machine and not signed in: the administration API answers 401, the
+    # public services answer as before.
+    unit_id = client.get(f"/api/v1/people/{credential['person_id']}").json()["unit_id"]
     with started(settings, client=REMOTE) as remote:
         for method, path, body in (
             ("GET", "/api/v1/units", None),
             ("POST", "/api/v1/units", {"kind": "ministry", "code": "X", "name": "X",
                                        "province": "Hà Nội", "locality": "Hà Nội"}),
             ("GET", "/api/v1/people/1", None),
-            ("POST", "/api/v1/credentials/1/revoke", {}),
+            ("POST", f"/api/v1/credentials/{credential['id']}/revoke", {}),
             ("POST", "/api/v1/pki/crl/issuing", None),
             ("GET", "/api/v1/pki/trust", None),
         ):  # fmt: skip
             refused = remote.request(method, path, json=body)
-            assert refused.status_code == 403, (method, path)
-            assert error_code(refused) == "kyso.forbidden"
+            assert refused.status_code == 401, (method, path)
+            assert error_code(refused) == "access.invalid_token"
         root = remote.get("/pki/ca/root.crt")
         assert root.status_code == 200
         assert x509.load_der_x509_certificate(root.content).subject == (
@@ -602,8 +611,27 @@ def test_ocsp_and_tsa_answer_bad_requests_in_their_own_protocol(
         assert single_status(remote.get(f"/pki/ocsp/{encoded}").content) == ("good", None)
         assert remote.post("/tsa", content=query).status_code == 200
         assert_malformed(post_ocsp(remote, b"garbage"))
+
+        # Signed in as the officer the credential belongs to: what only administrators may
+        # do is refused (403), their own credential's revocation included.
+        sign_in_as(remote, Role.OFFICER, unit_id=unit_id, person_id=credential["person_id"])
+        for method, path, body in (
+            ("GET", "/api/v1/units", None),
+            ("POST", "/api/v1/units", {"kind": "commune", "code": "X", "name": "X",
+                                       "province": "Hà Nội", "locality": "Hà Nội",
+                                       "parent_id": unit_id}),
+            ("POST", f"/api/v1/people/{credential['person_id']}/enroll", None),
+            ("POST", f"/api/v1/credentials/{credential['id']}/revoke", {}),
+            ("POST", "/api/v1/pki/crl/issuing", None),
+            ("GET", "/api/v1/pki/trust", None),
+        ):  # fmt: skip
+            refused = remote.request(method, path, json=body)
+            assert refused.status_code == 403, (method, path)
+            assert error_code(refused) == "access.forbidden"
     # Nothing the remote client asked for was done.
     assert [u["code"] for u in client.get("/api/v1/units").json()] == ["BCA", "CAT-HCM", "CAP-BT"]
+    shown = client.get(f"/api/v1/people/{credential['person_id']}").json()
+    assert [(c["id"], c["status"]) for c in shown["credentials"]] == [(credential["id"], "active")]
 
 
 # -- an external CA's certificate, imported over the API -------------------------------------
@@ -652,12 +680,15 @@ def test_external_ca_enrolment_over_the_api(client: TestClient, tmp_path: Path):
     with client.app.state.runtime.engine.connect() as connection:  # type: ignore[attr-defined]
         leaves = connection.execute(select(audit_entries.c.leaf)).scalars().all()
     changes = [
-        event.details
+        event
         for event in map(AuditEvent.from_leaf, map(bytes, leaves))
         if event.action is Action.CONFIGURATION_CHANGED
         and event.details.get("change") == "trust.anchor_added"
     ]
-    assert [c["fingerprint"] for c in changes] == [added.json()["fingerprint"]]
+    assert [c.details["fingerprint"] for c in changes] == [added.json()["fingerprint"]]
+    assert [(c.actor.id, c.actor.role) for c in changes] == [
+        (f"user:{SYSTEM_ADMIN}", Role.SYSTEM_ADMIN.value)
+    ], "the signed-in administrator made the change"
 
     # Signed by a CA nobody trusts, with the right key: still refused.
     stranger = TestCa.create("CA không được tin cậy")

@@ -5,6 +5,9 @@ One server per database engine for the whole module, set up as an operator would
 ``KYSO_PUBLIC_URL`` points at the live server before ``kyso init --demo``, so the AIA and CRL
 distribution point URLs written into every certificate reach it. Each test that revokes
 something enrols its own officer first (admin API), so no test depends on another's order.
+The administration API is called as the demo's system administrator, signed in over HTTP
+once per server (password and one-time code from ``demo.json``: a code works only once);
+the CA's public routes are fetched without a sign-in, as the tools do.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from kyso.access.factors import totp_now
+from kyso.routers.auth import CSRF_HEADER, SESSION_COOKIE
 from tests.conftest import DEFAULT_POSTGRES_URL, POSTGRES_URL_ENV, make_token
 from tests.kyso.conftest import KYSO, Kyso
 
@@ -95,6 +100,8 @@ class LiveKyso:
     demo: dict[str, Any]
     root: x509.Certificate
     issuing: x509.Certificate
+    admin: dict[str, str]
+    """Headers of the system administrator's session: its cookie and CSRF token."""
 
     @property
     def root_pem(self) -> Path:
@@ -110,17 +117,22 @@ class LiveKyso:
         return self.work / "chain.pem"
 
     def get(self, path: str) -> httpx.Response:
+        """A public route, without a sign-in."""
         return httpx.get(self.url + path, timeout=10)
 
+    def admin_get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=self.admin, timeout=10)
+
     def post_json(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = httpx.post(self.url + path, json=body or {}, timeout=30)
+        """The administration API, as the system administrator."""
+        response = httpx.post(self.url + path, json=body or {}, headers=self.admin, timeout=30)
         assert response.status_code in (200, 201), response.text
         return response.json()
 
     def issued(self, credential_id: int) -> Issued:
-        info = self.get(f"/api/v1/credentials/{credential_id}")
+        info = self.admin_get(f"/api/v1/credentials/{credential_id}")
         assert info.status_code == 200, info.text
-        response = self.get(f"/api/v1/credentials/{credential_id}/certificate")
+        response = self.admin_get(f"/api/v1/credentials/{credential_id}/certificate")
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/pem-certificate-chain"
         leaf, *chain = _certificates(response.content)
@@ -199,6 +211,28 @@ def _drop_postgres(admin_url: str, url: str) -> None:
         admin.dispose()
 
 
+def _admin_session(url: str, demo: dict[str, Any]) -> dict[str, str]:
+    """Sign the demo's system administrator in over HTTP, as a browser would; the session's
+    headers."""
+    (account,) = (a for a in demo["accounts"] if a["username"] == "sysadmin")
+    response = httpx.post(
+        url + "/api/v1/auth/login",
+        json={
+            "username": account["username"],
+            "password": account["password"],
+            "otp": totp_now(account["totp_secret"]),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    signed_in = response.json()
+    assert (signed_in["username"], signed_in["role"]) == ("sysadmin", "system-admin")
+    return {
+        "Cookie": f"{SESSION_COOKIE}={response.cookies[SESSION_COOKIE]}",
+        CSRF_HEADER: signed_in["csrf_token"],
+    }
+
+
 def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -263,7 +297,9 @@ def live(
             assert response.headers["content-type"] == "application/pkix-cert"
             cas[name] = x509.Certificate.load(response.content)
             (work / f"{name}.pem").write_bytes(_pem(response.content))
-        server = LiveKyso(url=url, kyso=kyso, work=work, demo=demo, **cas)
+        server = LiveKyso(
+            url=url, kyso=kyso, work=work, demo=demo, admin=_admin_session(url, demo), **cas
+        )
         server.chain_pem.write_bytes(server.issuing_pem.read_bytes() + server.root_pem.read_bytes())
         yield server
     finally:
@@ -294,7 +330,7 @@ def issued(live: LiveKyso) -> dict[int, Issued]:
     }
     found: dict[int, Issued] = {}
     for credential_id in itertools.count(1):
-        response = live.get(f"/api/v1/credentials/{credential_id}")
+        response = live.admin_get(f"/api/v1/credentials/{credential_id}")
         if response.status_code == 404:
             return found
         if credential_id in demo_ids or response.json()["kind"] in SERVICE_KINDS:

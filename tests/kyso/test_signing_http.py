@@ -8,7 +8,10 @@ placement errors, and a PIN locked after five wrong tries, unlocked by an admini
 Batches: partial failure reported per item; an HSM that fails in the middle of a batch
 (injected around the registry's signing): the batch says exactly which documents were
 signed, resubmitting the failed ones signs them, none twice, and the audit log's
-``document.signed`` events match the done items one for one."""
+``document.signed`` events match the done items one for one.
+
+The officer signs with their own credential and the clerk seals, each signed in; an
+administrator of the province unlocks a locked PIN."""
 
 from __future__ import annotations
 
@@ -27,13 +30,17 @@ from fastapi.testclient import TestClient
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 
-from audit.events import Action
+from audit.events import Action, Actor
 from hsm.errors import HsmUnavailableError
 from kyso.demo import DEMO_PIN
 from kyso.settings import Settings
 from signer.documents import DocumentSigning
+from tests.kyso.identities import as_system_admin, sign_in
 from tests.kyso.test_documents_http import (
+    CLERK,
     MAX_BYTES,
+    OFFICER,
+    UNIT_ADMIN,
     WRONG_PIN,
     Demo,
     audit_events,
@@ -77,6 +84,7 @@ def test_one_shot_signatures_validate_and_are_audited_first(
 ) -> None:
     original = draft_pdf()
     authority = authority_of(client)
+    sign_in(client, OFFICER)
     for level in ("B-B", "B-LT"):
         response = sign_once(client, demo.officer_credential, original, level=level)
         assert response.status_code == 200, response.text
@@ -91,7 +99,7 @@ def test_one_shot_signatures_validate_and_are_audited_first(
         assert event.details["credential_id"] == demo.officer_credential
         assert event.details["visible"] is False
         assert event.details["input_sha256"] == hashlib.sha256(original).hexdigest()
-        assert event.actor.id == "local"
+        assert event.actor == Actor(id=f"user:{OFFICER}", role="officer")
         assert event.subject.request_id == response.headers["x-request-id"]
         assert DEMO_PIN not in event.leaf().decode()
 
@@ -126,6 +134,7 @@ def test_one_shot_signatures_validate_and_are_audited_first(
 def test_one_shot_bad_input(
     client: TestClient, settings: Settings, demo: Demo, tmp_path: Path
 ) -> None:
+    sign_in(client, OFFICER)
     for case, pdf, status, code in bad_inputs(tmp_path):
         response = sign_once(client, demo.officer_credential, pdf)
         assert (response.status_code, error_code(response)) == (status, code), case
@@ -149,6 +158,7 @@ def test_one_shot_bad_input(
     bad_level = sign_once(client, demo.officer_credential, level="B-XL")
     assert bad_level.status_code == 422
     assert DEMO_PIN not in bad_level.text
+    sign_in(client, CLERK)
     seal_visible = sign_once(client, demo.seal_credential, level="B-B", page="1", rect="1,1,2,2")
     assert (seal_visible.status_code, error_code(seal_visible)) == (422, "signer.bad_placement")
     assert signed_events(settings) == []
@@ -157,6 +167,7 @@ def test_one_shot_bad_input(
 def test_wrong_pins_lock_the_credential_until_an_admin_unlocks_it(
     client: TestClient, settings: Settings, demo: Demo
 ) -> None:
+    sign_in(client, OFFICER)
     for remaining in (4, 3, 2, 1):
         wrong = sign_once(client, demo.officer_credential, pin=WRONG_PIN, level="B-B")
         assert (wrong.status_code, error_code(wrong)) == (403, "pki.pin_invalid")
@@ -170,9 +181,15 @@ def test_wrong_pins_lock_the_credential_until_an_admin_unlocks_it(
     locked = sign(client, document["id"], demo.officer_credential)
     assert (locked.status_code, error_code(locked)) == (423, "pki.pin_locked")
     assert signed_events(settings) == []
+    # Only an administrator unlocks: not the officer who holds the credential.
+    unlock = f"/api/v1/credentials/{demo.officer_credential}/pin/unlock"
+    own = client.post(unlock)
+    assert (own.status_code, error_code(own)) == (403, "access.forbidden")
 
-    unlocked = client.post(f"/api/v1/credentials/{demo.officer_credential}/pin/unlock")
+    sign_in(client, UNIT_ADMIN)
+    unlocked = client.post(unlock)
     assert unlocked.status_code == 200, unlocked.text
+    sign_in(client, OFFICER)
     assert sign_once(client, demo.officer_credential, level="B-B").status_code == 200
     assert sign(client, document["id"], demo.officer_credential).status_code == 200
     assert len(signed_events(settings)) == 2
@@ -205,6 +222,7 @@ def signed_per_document(settings: Settings) -> Counter[str]:
 def test_batch_reports_partial_failure_per_item(
     client: TestClient, settings: Settings, demo: Demo
 ) -> None:
+    sign_in(client, OFFICER)
     ids = [uploaded(client, demo)["id"] for _ in range(5)]
     assert sign(client, ids[2], demo.officer_credential).status_code == 200
 
@@ -224,8 +242,13 @@ def test_batch_reports_partial_failure_per_item(
     for index in (0, 1, 3, 4):
         assert batch["items"][index] == {"document_id": ids[index], "status": "done", "revision": 1}
     assert signed_per_document(settings) == Counter(ids)  # the manual one, then 4 from the batch
+    # Batch items are signed in the name of whoever submitted the batch.
+    assert {e.actor for e in signed_events(settings)} == {
+        Actor(id=f"user:{OFFICER}", role="officer")
+    }
 
     # Seal them all, in one batch: numbered 01 to 05 in the order of the items.
+    sign_in(client, CLERK)
     sealed = submit(client, "seal", demo.seal_credential, [{"document_id": i} for i in ids])
     assert sealed.status_code == 202, sealed.text
     assert finished(client, sealed.json()["id"])["status"] == "done"
@@ -271,6 +294,7 @@ def outage(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> FailingAfter:
 def test_hsm_outage_mid_batch(
     client: TestClient, settings: Settings, demo: Demo, outage: FailingAfter
 ) -> None:
+    sign_in(client, OFFICER)
     ids = [uploaded(client, demo)["id"] for _ in range(5)]
     accepted = submit(client, "sign", demo.officer_credential, [{"document_id": i} for i in ids])
     assert accepted.status_code == 202, accepted.text
@@ -302,9 +326,10 @@ def test_hsm_outage_mid_batch(
 
 
 def test_bad_batches(client: TestClient, settings: Settings, demo: Demo) -> None:
+    sign_in(client, OFFICER)
     document = uploaded(client, demo)["id"]
     one = [{"document_id": document}]
-    for response, status, code in [
+    officer = [
         (submit(client, "sign", demo.officer_credential, []), 422, None),
         (
             submit(client, "sign", demo.officer_credential, [{"document_id": "x"}] * 1001),
@@ -322,6 +347,20 @@ def test_bad_batches(client: TestClient, settings: Settings, demo: Demo) -> None
             422,
             "signer.invalid_request",
         ),
+        (submit(client, "seal", demo.officer_credential, one), 409, "signer.wrong_credential"),
+        (
+            client.post(
+                "/api/v1/batches",
+                json={"action": "sign", "credential_id": demo.officer_credential, "items": one},
+            ),
+            400,
+            "pki.pin_required",
+        ),
+        # Not the officer's: the unit's seal.
+        (submit(client, "seal", demo.seal_credential, one), 403, "access.forbidden"),
+    ]
+    sign_in(client, CLERK)
+    clerk = [
         (
             submit(
                 client,
@@ -332,19 +371,17 @@ def test_bad_batches(client: TestClient, settings: Settings, demo: Demo) -> None
             422,
             "signer.invalid_request",
         ),
-        (submit(client, "seal", demo.officer_credential, one), 409, "signer.wrong_credential"),
         (submit(client, "sign", demo.seal_credential, one), 409, "signer.wrong_credential"),
-        (
-            client.post(
-                "/api/v1/batches",
-                json={"action": "sign", "credential_id": demo.officer_credential, "items": one},
-            ),
-            400,
-            "pki.pin_required",
-        ),
+        # Not the clerk's: the officer's credential.
+        (submit(client, "sign", demo.officer_credential, one), 403, "access.forbidden"),
+    ]
+    # Batches of no unit: only a reach over every unit gets the route's own answer.
+    as_system_admin(client)
+    unknown = [
         (client.get(f"/api/v1/batches/{'0' * 26}"), 404, "signer.batch_not_found"),
         (client.get("/api/v1/batches/nope"), 404, "signer.batch_not_found"),
-    ]:
+    ]
+    for response, status, code in [*officer, *clerk, *unknown]:
         assert response.status_code == status, response.text
         if code is not None:
             assert error_code(response) == code

@@ -22,6 +22,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from audit.events import Action
 from kyso.routers.verification import report_format
 from kyso.settings import Settings
+from tests.kyso.identities import sign_in
 from tests.kyso.test_documents_http import MAX_BYTES, Demo, audit_events, started
 from tests.kyso.test_documents_http import demo as demo
 from tests.kyso.test_documents_http import settings as settings
@@ -92,15 +93,19 @@ def sealing(settings: Settings, demo: Demo) -> Iterator[TestClient]:
 
 @pytest.fixture
 def signed_pdf(sealing: TestClient, demo: Demo) -> bytes:
-    response = sign_once(sealing, demo.officer_credential, level="B-LT")
+    response = sign_once(sign_in(sealing, "anh.nv"), demo.officer_credential, level="B-LT")
     assert response.status_code == 200, response.text
     return bytes(response.content)
+
+
+VERIFIER = "auditor.hcm"
+"""Who verifies: anyone signed in may; the demo's auditor, not the signing officer."""
 
 
 def test_every_format_and_the_audit_event(
     sealing: TestClient, signed_pdf: bytes, settings: Settings, tmp_path: Path
 ) -> None:
-    answer = verify(sealing, signed_pdf)
+    answer = verify(sign_in(sealing, VERIFIER), signed_pdf)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     report = answer.json()
@@ -136,11 +141,17 @@ def test_every_format_and_the_audit_event(
     assert {e.details["indication"] for e in events} == {"TOTAL-PASSED"}
     assert events[0].subject.document_sha256 == report["document_sha256"]
     assert events[0].details["policy"] == "kyso-default"
+    assert {(e.actor.id, e.actor.role) for e in events} == {(f"user:{VERIFIER}", "auditor")}
 
 
 def test_bad_inputs_are_4xx_and_audited(
     sealing: TestClient, signed_pdf: bytes, settings: Settings
 ) -> None:
+    sealing.cookies.clear()
+    anonymous = verify(sealing, signed_pdf)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "access.invalid_token"
+    sign_in(sealing, "huong.ptt")  # a clerk of the other commune verifies as well
     junk = verify(sealing, b"hello, not a PDF")
     assert junk.status_code == 422
     assert junk.json()["error"]["code"] == "verifier.unreadable_document"
@@ -164,6 +175,7 @@ def test_dead_and_overrunning_workers_are_indeterminate(
     settings: Settings, demo: Demo, signed_pdf: bytes
 ) -> None:
     with started(settings) as client:
+        sign_in(client, VERIFIER)
         first = verify(client, signed_pdf).json()
         assert first["indication"] == "TOTAL-PASSED", first
         pool = client.app.state.runtime.verification.pool()  # type: ignore[attr-defined]
@@ -188,6 +200,7 @@ def test_dead_and_overrunning_workers_are_indeterminate(
 
     slow = settings.model_copy(update={"verify_wall_seconds": 0.001})
     with started(slow) as client:
+        sign_in(client, VERIFIER)
         for _ in range(2):
             overran = verify(client, signed_pdf).json()
             assert overran["indication"] == "INDETERMINATE", overran
