@@ -96,7 +96,8 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
         session = await run_in_threadpool(store.session, secret)
-        if session is None:
+        # A CSC token (signed in without the second factor) works on the CSC API only.
+        if session is None or session.kind != "web":
             raise InvalidTokenError("the session has ended; sign in again")
         if request.method not in _SAFE_METHODS:
             _check_csrf(request, session)

@@ -229,6 +229,20 @@ def test_sads_are_bound_used_once_and_only_for_the_holder(service: Service) -> N
     assert base64.b64decode(stamped["timestamp"])[:1] == b"\x30"
     assert call(f"{base}/credentials/list", "not-a-token", {})[0] == 401
 
+    # the CSC token (no second factor) opens the CSC API only, never the rest
+    async def elsewhere() -> list[int]:
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for headers in (
+                {"Authorization": f"Bearer {token}"},
+                {"Cookie": f"kyso_session={token}"},
+            ):
+                async with http.get(f"{service.base}/api/v1/auth/me", headers=headers) as answer:
+                    statuses.append(answer.status)
+            return statuses
+
+    assert asyncio.run(elsewhere()) == [401, 401]
+
 
 async def _login(base: str, username: str) -> str:
     async with aiohttp.ClientSession() as http:
