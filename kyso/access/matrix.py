@@ -158,6 +158,9 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
         writes=True,
     ),
     ("POST", "/api/v1/credentials/{credential_id}/pin/unlock"): _admin("credential_id"),
+    # how a credential is activated, and which client may seal with a seal: its admins
+    ("PUT", "/api/v1/credentials/{credential_id}/activation"): _admin("credential_id"),
+    ("PUT", "/api/v1/credentials/{credential_id}/client"): _admin("credential_id"),
     # the CA itself
     ("POST", "/api/v1/pki/crl/{name}"): _admin(None, _SYSTEM),
     ("GET", "/api/v1/pki/expiring"): _read(None),

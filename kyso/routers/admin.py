@@ -9,14 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from kyso.access.activation import ActivationPolicy, SignatureActivation
 from kyso.access.matrix import visible_units
 from kyso.pki_service import CA_BY_NAME, add_trust_anchor
 from kyso.routers.authorise import ActorDep
-from kyso.routers.pki import CaName, PkiDep
+from kyso.routers.health import RuntimeDep
+from kyso.routers.pki import CaName, PkiDep, PkiUnavailableError
 from pki.authority import Credential
 from pki.certificates import to_pem
 from pki.crl import RevocationReason
@@ -181,6 +183,48 @@ async def set_pin(credential_id: Id, body: NewPin, pki: PkiDep, admin: AdminDep)
         pki.authority.set_pin, credential_id, body.pin.get_secret_value(), admin
     )
     return credential.as_dict()
+
+
+class Activation(_Body):
+    policy: ActivationPolicy = Field(description="pin, or pin+otp (the holder's one-time code too)")
+
+
+class SealClient(_Body):
+    client_id: str | None = Field(
+        max_length=64, description="The service client that may seal without a PIN; null: none"
+    )
+
+
+def get_activation(runtime: RuntimeDep) -> SignatureActivation:
+    if runtime.activation is None:
+        raise PkiUnavailableError("signature activation is not available in this process")
+    return runtime.activation
+
+
+ActivationDep = Annotated[SignatureActivation, Depends(get_activation)]
+
+
+@router.put(
+    "/credentials/{credential_id}/activation",
+    summary="How the credential is activated for signing (PIN, or PIN and one-time code)",
+)
+async def set_activation(
+    credential_id: Id, body: Activation, activation: ActivationDep, admin: AdminDep
+) -> dict[str, Any]:
+    await run_in_threadpool(activation.set_policy, credential_id, body.policy, admin)
+    policy = await run_in_threadpool(activation.policy, credential_id)
+    return {"credential_id": credential_id, "policy": policy.value}
+
+
+@router.put(
+    "/credentials/{credential_id}/client",
+    summary="Bind a unit seal to a service client for automated sealing (or unbind it)",
+)
+async def set_seal_client(
+    credential_id: Id, body: SealClient, activation: ActivationDep, admin: AdminDep
+) -> dict[str, Any]:
+    await run_in_threadpool(activation.bind_client, credential_id, body.client_id, admin)
+    return {"credential_id": credential_id, "client_id": body.client_id}
 
 
 @router.post(

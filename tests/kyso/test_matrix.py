@@ -62,6 +62,8 @@ EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/api/v1/credentials/{credential_id}/renew"): ("AS", "admin"),
     ("PUT", "/api/v1/credentials/{credential_id}/pin"): ("OCAS", ""),
     ("POST", "/api/v1/credentials/{credential_id}/pin/unlock"): ("AS", "admin"),
+    ("PUT", "/api/v1/credentials/{credential_id}/activation"): ("AS", "admin"),
+    ("PUT", "/api/v1/credentials/{credential_id}/client"): ("AS", "admin"),
     ("POST", "/api/v1/pki/crl/{name}"): ("S", "admin"),
     ("GET", "/api/v1/pki/expiring"): ("AUS", "admin"),
     ("GET", "/api/v1/pki/trust"): ("AUS", "admin"),
