@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from audit.events import Action, Actor, AuditEvent, Outcome
@@ -563,21 +563,14 @@ class AccessStore:
             )
             return _client(_client_row(connection, client_id))
 
-    def record_grant(
-        self, client: Client, scopes: frozenset[Scope], request_id: str | None
-    ) -> None:
+    def record_grant(self, client: Client, scopes: frozenset[Scope]) -> None:
+        """Audit an access token issued to ``client`` for ``scopes``."""
         with self._engine.begin() as connection:
             audit_event(
                 connection,
                 Action.ACCESS_GRANTED,
                 client.principal().actor(),
                 {"scopes": format_scopes(scopes)},
-            )
-
-    def count_users(self) -> int:
-        with self._engine.connect() as connection:
-            return int(
-                connection.execute(select(func.count()).select_from(access_users)).scalar_one()
             )
 
 

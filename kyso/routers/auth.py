@@ -185,7 +185,7 @@ async def token(
         unit_id=client.unit_id,
         client_id=client.client_id,
     )
-    await run_in_threadpool(store.record_grant, client, asked, None)
+    await run_in_threadpool(store.record_grant, client, asked)
     return JSONResponse(
         {
             "access_token": access_token,
