@@ -51,7 +51,6 @@ async def authorised_actor(principal: Annotated[Principal, Depends(authorised_pr
     return principal.actor()
 
 
-AuthorisedDep = Annotated[Principal, Depends(authorised_principal)]
 ActorDep = Annotated[Actor, Depends(authorised_actor)]
 
 
