@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from audit.note import NoteVerifier, SignatureType
 from hsm import BlockingSessionPool, HashAlg, KeyInfo, KeySpec, SignScheme
 from kyso.errors import KysoError
+from kyso.keys import find_labelled_key
 
 AUDIT_KEY_LABEL = "kyso-audit-checkpoints"
 """Label of the checkpoint key on the token; exactly one usable key carries it."""
@@ -17,11 +18,7 @@ AUDIT_KEY_LABEL = "kyso-audit-checkpoints"
 
 def find_audit_key(keys: Iterable[KeyInfo]) -> KeyInfo | None:
     """The audit key among a token's keys (as listed by the pool)."""
-    usable = [k for k in keys if k.label == AUDIT_KEY_LABEL and k.usable]
-    if len(usable) > 1:
-        ids = ", ".join(k.key_id.hex() for k in usable)
-        raise KysoError(f"several usable audit keys on the token ({ids}); keep one")
-    return usable[0] if usable else None
+    return find_labelled_key(keys, AUDIT_KEY_LABEL, "audit keys")
 
 
 def ensure_audit_key(pool: BlockingSessionPool) -> tuple[KeyInfo, bool]:

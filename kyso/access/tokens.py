@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from hsm import BlockingSessionPool, HashAlg, KeyInfo, KeySpec, SignScheme
 from kyso.access.model import InvalidTokenError
 from kyso.errors import KysoError
+from kyso.keys import find_labelled_key
 
 TOKEN_KEY_LABEL = "kyso-access-tokens"  # noqa: S105  (a key label)
 """Label of the token-signing key on the HSM; exactly one usable key carries it."""
@@ -37,11 +38,8 @@ MAX_TOKEN_CHARS = 4096
 
 
 def find_token_key(keys: Iterable[KeyInfo]) -> KeyInfo | None:
-    usable = [k for k in keys if k.label == TOKEN_KEY_LABEL and k.usable]
-    if len(usable) > 1:
-        ids = ", ".join(k.key_id.hex() for k in usable)
-        raise KysoError(f"several usable access-token keys on the token ({ids}); keep one")
-    return usable[0] if usable else None
+    """The token-signing key among a token's keys (as listed by the pool)."""
+    return find_labelled_key(keys, TOKEN_KEY_LABEL, "access-token keys")
 
 
 def ensure_token_key(pool: BlockingSessionPool) -> tuple[KeyInfo, bool]:
