@@ -401,9 +401,11 @@ class AccessStore:
             )
         return OpenedSession(secret=secret, csrf=csrf, expires_at=expires, user=user)
 
-    def session(self, secret: str) -> Session | None:
-        """The live session ``secret`` stands for, or ``None`` (unknown, expired, revoked,
-        or its account locked or disabled since)."""
+    def session(self, secret: str, *, kind: str) -> Session | None:
+        """The live session of ``kind`` (``web`` or ``csc``) ``secret`` stands for, or
+        ``None`` (unknown, of the other kind, expired, revoked, or its account locked or
+        disabled since). A CSC session was opened without the second factor: it never
+        passes for a web one."""
         if not isinstance(secret, str) or not 20 <= len(secret) <= 128:
             return None
         with self._engine.connect() as connection:
@@ -412,6 +414,7 @@ class AccessStore:
             ).first()
             if (
                 row is None
+                or row.kind != kind
                 or row.revoked_at is not None
                 or as_aware(row.expires_at) <= self._clock()
             ):

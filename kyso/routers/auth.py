@@ -95,9 +95,8 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
         return client.principal(parse_scopes(claims.scope) & client.scopes)
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
-        session = await run_in_threadpool(store.session, secret)
-        # A CSC token (signed in without the second factor) works on the CSC API only.
-        if session is None or session.kind != "web":
+        session = await run_in_threadpool(store.session, secret, kind="web")
+        if session is None:
             raise InvalidTokenError("the session has ended; sign in again")
         if request.method not in _SAFE_METHODS:
             _check_csrf(request, session)

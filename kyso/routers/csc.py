@@ -78,8 +78,8 @@ async def csc_principal(request: Request, runtime: RuntimeDep) -> Principal:
         if client is None or not claims.subject.startswith("client:"):
             raise InvalidTokenError("the access token is not valid")
         return client.principal()
-    session = await run_in_threadpool(store.session, token)
-    if session is None or session.kind != "csc":
+    session = await run_in_threadpool(store.session, token, kind="csc")
+    if session is None:
         raise InvalidTokenError("the token is not valid; log in again")
     return session.principal()
 

@@ -156,21 +156,23 @@ def test_sessions_end_when_signed_out_expired_or_the_account_is_disabled(
         username="dung.lh", role=Role.AUDITOR, unit_id=unit_id, password=PASSWORD, actor=ADMIN
     )
     opened = store.open_session(user, kind="web")
-    live = store.session(opened.secret)
+    live = store.session(opened.secret, kind="web")
     assert live is not None
     assert live.principal().second_factor
     assert factors.digests_match(live.csrf_hash, opened.csrf)
-    assert store.session(opened.secret + "x") is None
+    assert store.session(opened.secret + "x", kind="web") is None
+    assert store.session(opened.secret, kind="csc") is None  # not a CSC session
     assert store.end_session(opened.secret, ADMIN)
-    assert store.session(opened.secret) is None
+    assert store.session(opened.secret, kind="web") is None
     later = store.open_session(user, kind="csc")
-    assert store.session(later.secret) is not None
+    assert store.session(later.secret, kind="csc") is not None
+    assert store.session(later.secret, kind="web") is None  # no second factor: never web
     clock[0] += timedelta(hours=2)  # a CSC session lasts one hour
-    assert store.session(later.secret) is None
+    assert store.session(later.secret, kind="csc") is None
     clock[0] = datetime.now(UTC)
     web = store.open_session(user, kind="web")
     store.disable("dung.lh", ADMIN)
-    assert store.session(web.secret) is None
+    assert store.session(web.secret, kind="web") is None
 
 
 def test_client_secrets_rotate_with_grace_and_revocation_is_immediate(
