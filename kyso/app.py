@@ -15,12 +15,14 @@ from datetime import timedelta
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audit import AuditError
@@ -40,7 +42,9 @@ from kyso.audit_service import (
 from kyso.csc import CscService
 from kyso.errors import KysoError
 from kyso.logs import configure_logging, new_request_id, request_id
+from kyso.openapi import install as install_openapi
 from kyso.pki_service import PkiServices, make_authority, watch_expiry
+from kyso.routers import accounts as account_routes
 from kyso.routers import admin as admin_routes
 from kyso.routers import audit as audit_routes
 from kyso.routers import auth as auth_routes
@@ -548,6 +552,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = [{k: v for k, v in error.items() if k != "input"} for error in ex.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def no_route(request: Request, ex: StarletteHTTPException) -> Response:
+        # A path no route matches (an id with a "/" in it, too) or a method it does not
+        # take: Kyso's error form, like every other refusal.
+        if ex.status_code in (404, 405):
+            code = "kyso.not_found" if ex.status_code == 404 else "kyso.method_not_allowed"
+            return JSONResponse(
+                error_body(code, str(ex.detail)), status_code=ex.status_code, headers=ex.headers
+            )
+        return await http_exception_handler(request, ex)
+
     @app.exception_handler(AuditError)
     async def audit_error(_request: Request, ex: AuditError) -> JSONResponse:
         return JSONResponse(error_body(ex.code, ex.message), status_code=status_for(ex.code))
@@ -559,7 +574,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(pki_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(account_routes.router)
     app.include_router(document_routes.router)
     app.include_router(signing_routes.router)
     app.include_router(verification_routes.router)
+    install_openapi(app, lambda method, path: body_limit(settings, method, path) is not None)
     return app

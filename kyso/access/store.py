@@ -287,14 +287,40 @@ class AccessStore:
             )
         return user
 
-    def set_password(self, username: str, password: str, actor: Actor) -> User:
-        return self._change(
+    def set_password(
+        self, username: str, password: str, actor: Actor, *, keep_session: str | None = None
+    ) -> User:
+        """A new password; every session of the account ends but ``keep_session`` (the
+        secret of the session the holder changed it from): whoever knew the old one is out."""
+        user = self._change(
             username,
             actor,
             {"change": "password"},
             password_hash=factors.hash_password(password),
             password_changed_at=self._clock(),
         )
+        kept = factors.digest(keep_session) if keep_session else None
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(access_sessions)
+                .where(
+                    access_sessions.c.user_id == user.id,
+                    access_sessions.c.revoked_at.is_(None),
+                    access_sessions.c.id != (kept or ""),
+                )
+                .values(revoked_at=self._clock())
+            )
+        return user
+
+    def check_password(self, username: str, password: str) -> None:
+        """:class:`InvalidLoginError` unless ``password`` is the account's current one: the
+        holder proves it before changing it. A wrong one counts towards the lock, as a
+        wrong sign-in does, so that a stolen session cannot guess it."""
+        with self._engine.connect() as connection:
+            row = _user_row(connection, username=username)
+        if not factors.verify_password(row.password_hash if row else None, password):
+            self._failed(row.id if row else None, username, "password")
+            raise InvalidLoginError(_REFUSED)
 
     def reset_totp(self, username: str, actor: Actor) -> str:
         """A new TOTP secret for the account (the old authenticator stops working)."""

@@ -149,7 +149,17 @@ async def show_credential(credential_id: Id, pki: PkiDep, _admin: AdminDep) -> d
     return (await run_in_threadpool(pki.authority.credential, credential_id)).as_dict()
 
 
-@router.get("/credentials/{credential_id}/certificate", summary="Certificate and chain (PEM)")
+@router.get(
+    "/credentials/{credential_id}/certificate",
+    summary="Certificate and chain (PEM)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The certificate, then its chain",
+            "content": {"application/pem-certificate-chain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def credential_certificate(credential_id: Id, pki: PkiDep, _admin: AdminDep) -> Response:
     credential = await run_in_threadpool(pki.authority.credential, credential_id)
     if credential.certificate is None:

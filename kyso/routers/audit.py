@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
 from audit.log import MAX_ENTRIES_PAGE, AuditLog
 from kyso.errors import KysoError
@@ -40,7 +41,40 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse, summary="Latest signed checkpoint")
+class Entry(BaseModel):
+    index: int
+    leaf: str = Field(description="The leaf bytes as UTF-8 text (the canonical event JSON)")
+    leaf_b64: str
+
+
+class Entries(BaseModel):
+    entries: list[Entry]
+
+
+class InclusionProof(BaseModel):
+    index: int
+    size: int
+    hashes: list[str] = Field(description="Base64 hashes of the audit path")
+
+
+class ConsistencyProof(BaseModel):
+    first: int
+    second: int
+    hashes: list[str] = Field(description="Base64 hashes of the proof")
+
+
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+@router.get(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    summary="Latest signed checkpoint",
+    responses={
+        200: {"description": "The signed note", "content": _TEXT},
+        404: {"description": "No checkpoint has been published yet", "content": _TEXT},
+    },
+)
 async def checkpoint(audit: LogDep) -> PlainTextResponse:
     latest = await run_in_threadpool(audit.latest_checkpoint)
     if latest is None:
@@ -48,7 +82,9 @@ async def checkpoint(audit: LogDep) -> PlainTextResponse:
     return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/entries", summary="Entries [start, end) with their leaf bytes")
+@router.get(
+    "/entries", summary="Entries [start, end) with their leaf bytes", response_model=Entries
+)
 async def entries(
     audit: LogDep, start: Index, end: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None
 ) -> dict[str, Any]:
@@ -64,7 +100,11 @@ async def entries(
     }
 
 
-@router.get("/proof/inclusion", summary="Inclusion proof by index or by leaf hash")
+@router.get(
+    "/proof/inclusion",
+    summary="Inclusion proof by index or by leaf hash",
+    response_model=InclusionProof,
+)
 async def inclusion(
     audit: LogDep,
     size: Annotated[int, Query(ge=1, le=MAX_INDEX)],
@@ -90,7 +130,11 @@ async def inclusion(
     )
 
 
-@router.get("/proof/consistency", summary="Consistency proof between two tree sizes")
+@router.get(
+    "/proof/consistency",
+    summary="Consistency proof between two tree sizes",
+    response_model=ConsistencyProof,
+)
 async def consistency(
     audit: LogDep,
     first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
@@ -100,7 +144,12 @@ async def consistency(
     return {"first": first, "second": second, "hashes": [_b64(h) for h in proof]}
 
 
-@router.get("/public-key", response_class=PlainTextResponse, summary="Checkpoint verifier key")
+@router.get(
+    "/public-key",
+    response_class=PlainTextResponse,
+    summary="Checkpoint verifier key",
+    responses={200: {"description": "The note verifier key", "content": _TEXT}},
+)
 async def public_key(runtime: RuntimeDep) -> PlainTextResponse:
     if runtime.audit_vkey is None:
         raise AuditUnavailableError("the audit checkpoint key is not available; run 'kyso init'")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -140,12 +140,30 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return (client_id, secret) if sep else None
 
 
+class TokenAnswer(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
+
+
+class OAuthError(BaseModel):
+    """RFC 6749 §5.2."""
+
+    error: str
+    error_description: str
+
+
 @router.post(
     "/oauth/token",
     summary="OAuth2 client-credentials grant: a short-lived access token",
+    response_model=TokenAnswer,
     responses={
-        400: {"description": "invalid_request, unsupported_grant_type or invalid_scope"},
-        401: {"description": "invalid_client"},
+        400: {
+            "model": OAuthError,
+            "description": "invalid_request, unsupported_grant_type or invalid_scope",
+        },
+        401: {"model": OAuthError, "description": "invalid_client"},
     },
 )
 async def token(

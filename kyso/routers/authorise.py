@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 
 from audit.events import Actor
 from kyso.access.matrix import MATRIX, Rule, permits
-from kyso.access.model import ForbiddenError, Principal
+from kyso.access.model import AccessError, ForbiddenError, Principal
 from kyso.routers.auth import current_principal
 from kyso.routers.health import RuntimeDep
 from kyso.runtime import Runtime
@@ -52,6 +52,7 @@ async def authorised_actor(principal: Annotated[Principal, Depends(authorised_pr
 
 
 ActorDep = Annotated[Actor, Depends(authorised_actor)]
+AuthorisedDep = Annotated[Principal, Depends(authorised_principal)]
 
 
 async def _body(request: Request, rule: Rule) -> dict[str, Any]:
@@ -93,15 +94,19 @@ def _target_units(
     source, _, field = target.partition(":")
     key = field if source in ("body", "form") else target
     raw = body.get(key) if source in ("body", "form") else path.get(key)
-    # Documents and batches have text ids (ULIDs); units, people and credentials numbers.
-    value = str(raw)[:64] if key in ("document_id", "batch_id") and raw else _int(raw)
+    # Documents and batches have text ids (ULIDs), accounts and clients names; units,
+    # people and credentials numbers.
+    value = str(raw)[:64] if key in _TEXT_KEYS and raw else _int(raw)
     if value is None:
         return []
     try:
         unit = _unit_of(key, value, runtime)
-    except (PkiError, SignerError):
+    except (PkiError, SignerError, AccessError):
         return []
     return [] if unit is None else _ancestry(unit, runtime)
+
+
+_TEXT_KEYS = frozenset({"document_id", "batch_id", "username", "client_id"})
 
 
 def _unit_of(key: str, value: int | str, runtime: Runtime) -> int | None:
@@ -111,6 +116,13 @@ def _unit_of(key: str, value: int | str, runtime: Runtime) -> int | None:
             return runtime.signing.registry.document(value).unit_id
         if key == "batch_id" and runtime.batches is not None:
             return _unit_of("credential_id", runtime.batches.batch(value).credential_id, runtime)
+        # A system admin's account and a client of no unit have none: only a reach over
+        # everything passes. So does a revoked client (``client`` answers None).
+        if key == "username" and runtime.access is not None:
+            return runtime.access.user(value).unit_id
+        if key == "client_id" and runtime.access is not None:
+            client = runtime.access.client(value)
+            return None if client is None else client.unit_id
         return None
     if key in ("unit_id", "parent_id"):
         return value

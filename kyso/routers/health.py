@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from hsm import HsmError
 from kyso import db
@@ -26,12 +27,32 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
 @router.get("/healthz", summary="The process is alive")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Alive:
+    return Alive(status="ok")
 
 
-@router.get("/readyz", summary="HSM and database are reachable")
+class Check(BaseModel):
+    ok: bool
+    code: str | None = Field(None, description="The error code when not ok")
+    detail: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[Literal["hsm", "database"], Check]
+
+
+@router.get(
+    "/readyz",
+    summary="HSM and database are reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: a check failed"}},
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     hsm_check, db_check = await asyncio.gather(_check_hsm(runtime), _check_database(runtime))
     checks = {"hsm": hsm_check, "database": db_check}
@@ -73,6 +94,12 @@ async def metrics_reader(request: Request, runtime: RuntimeDep) -> None:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
     dependencies=[Depends(metrics_reader)],
 )
 async def metrics() -> Response:

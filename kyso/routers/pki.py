@@ -8,7 +8,7 @@ in full.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -21,6 +21,25 @@ from pki.errors import InvalidInputError
 
 OCSP_RESPONSE = "application/ocsp-response"
 TSA_REPLY = "application/timestamp-reply"
+_DER = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _der_body(media_type: str) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads raw DER itself."""
+    return {"requestBody": {"required": True, "content": {media_type: _DER}}}
+
+
+def _der_answers(media_type: str, statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses in ``media_type``: status → description."""
+    return {
+        status: {"description": text, "content": {media_type: _DER}}
+        for status, text in statuses.items()
+    }
+
+
+_OCSP_ANSWERS = _der_answers(
+    OCSP_RESPONSE, {200: "The OCSP response", 400: "malformedRequest (unsigned)"}
+)
 _TSA_CLIENT_ERRORS = frozenset(
     {"bad_alg", "bad_request", "bad_data_format", "unaccepted_policy", "unaccepted_extensions"}
 )
@@ -59,13 +78,23 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-@router.get("/pki/ca/{name}.crt", summary="CA certificate (DER)")
+@router.get(
+    "/pki/ca/{name}.crt",
+    summary="CA certificate (DER)",
+    response_class=Response,
+    responses=_der_answers("application/pkix-cert", {200: "The certificate"}),
+)
 async def ca_certificate(name: CaName, pki: PkiDep) -> Response:
     der = await run_in_threadpool(pki.ca_certificate, CA_BY_NAME[name])
     return Response(der, media_type="application/pkix-cert")
 
 
-@router.get("/pki/crl/{name}.crl", summary="Latest CRL of a CA (DER)")
+@router.get(
+    "/pki/crl/{name}.crl",
+    summary="Latest CRL of a CA (DER)",
+    response_class=Response,
+    responses=_der_answers("application/pkix-crl", {200: "The CRL"}),
+)
 async def crl(name: CaName, pki: PkiDep) -> Response:
     der = await run_in_threadpool(pki.authority.current_crl, CA_BY_NAME[name])
     return Response(der, media_type="application/pkix-crl")
@@ -77,7 +106,13 @@ def _ocsp_response(der: bytes) -> Response:
     return Response(der, status_code=400 if malformed else 200, media_type=OCSP_RESPONSE)
 
 
-@router.post("/pki/ocsp", summary="OCSP responder (RFC 6960, POST)")
+@router.post(
+    "/pki/ocsp",
+    summary="OCSP responder (RFC 6960, POST)",
+    response_class=Response,
+    responses=_OCSP_ANSWERS,
+    openapi_extra=_der_body("application/ocsp-request"),
+)
 async def ocsp_post(request: Request, pki: PkiDep) -> Response:
     body = await read_capped(request, ocsp.MAX_REQUEST_BYTES)
     if body is None:
@@ -85,7 +120,12 @@ async def ocsp_post(request: Request, pki: PkiDep) -> Response:
     return _ocsp_response(await run_in_threadpool(pki.ocsp, body))
 
 
-@router.get("/pki/ocsp/{encoded:path}", summary="OCSP responder (RFC 6960, GET)")
+@router.get(
+    "/pki/ocsp/{encoded:path}",
+    summary="OCSP responder (RFC 6960, GET)",
+    response_class=Response,
+    responses=_OCSP_ANSWERS,
+)
 async def ocsp_get(encoded: str, pki: PkiDep) -> Response:
     try:
         body = ocsp.parse_get_path(encoded)
@@ -94,7 +134,20 @@ async def ocsp_get(encoded: str, pki: PkiDep) -> Response:
     return _ocsp_response(await run_in_threadpool(pki.ocsp, body))
 
 
-@router.post("/tsa", summary="Timestamp authority (RFC 3161)")
+@router.post(
+    "/tsa",
+    summary="Timestamp authority (RFC 3161)",
+    response_class=Response,
+    responses=_der_answers(
+        TSA_REPLY,
+        {
+            200: "The timestamp token (granted)",
+            400: "A rejection: the request is malformed or asks what this TSA does not do",
+            503: "A rejection: systemFailure",
+        },
+    ),
+    openapi_extra=_der_body("application/timestamp-query"),
+)
 async def timestamp(request: Request, pki: PkiDep) -> Response:
     body = await read_capped(request, tsa.MAX_REQUEST_BYTES)
     if body is None:

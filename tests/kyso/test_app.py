@@ -153,6 +153,18 @@ def test_request_id_on_error_responses(client: TestClient):
     assert response.headers["X-Request-ID"] == "lost-1"
 
 
+def test_no_route_answers_in_kysos_error_form(client: TestClient):
+    """A path no route matches — also an id with an encoded "/" — and a method a route does
+    not take are refused like everything else (the schema declares them so)."""
+    for path in ("/no-such-page", "/api/v1/documents/a%2Fb/c"):
+        missing = client.get(path)
+        assert missing.status_code == 404, path
+        assert missing.json()["error"]["code"] == "kyso.not_found"
+    wrong = client.delete("/healthz")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "kyso.method_not_allowed")
+    assert "GET" in wrong.headers["Allow"]
+
+
 def test_docs_and_openapi(client: TestClient):
     docs = client.get("/docs")
     assert docs.status_code == 200

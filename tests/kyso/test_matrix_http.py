@@ -80,6 +80,20 @@ def site(token: TestToken, tmp_path: Path, database_url: str) -> Iterator[Site]:
             ("auditor.sg", Role.AUDITOR, "CAP-SG"),
         ):
             sign_in_as(client, role, unit_id=units[code].id, username=username)
+        # what the account and client routes are about: an account and a client of CAP-BT
+        store.add_user(
+            username="target.bt",
+            role=Role.CLERK,
+            unit_id=units["CAP-BT"].id,
+            password="a long enough password",
+            actor=SETUP,
+        )
+        service, _ = store.add_client(
+            name="CAP-BT portal",
+            scopes=frozenset({Scope.SIGN}),
+            unit_id=units["CAP-BT"].id,
+            actor=SETUP,
+        )
         yield Site(
             client=client,
             ids={
@@ -88,6 +102,8 @@ def site(token: TestToken, tmp_path: Path, database_url: str) -> Iterator[Site]:
                 "officer_credential": officer["credential_ids"][0],
                 "seal": seal,
                 "document": document.id,
+                "account": "target.bt",
+                "client": service.client_id,
                 "store": store,
                 "activation": runtime.activation,
                 "authority": authority,
@@ -112,6 +128,8 @@ def request_for(route: tuple[str, str], ids: dict[str, Any]) -> dict[str, Any]:
         .replace("{document_id}", ids["document"])
         .replace("{batch_id}", MISSING_BATCH)
         .replace("{name}", "issuing")
+        .replace("{username}", ids["account"])
+        .replace("{client_id}", ids["client"])
     )
     target = MATRIX[route].target or ""
     options: dict[str, Any] = {"method": method, "url": url}
