@@ -58,7 +58,6 @@ from kyso.access.store import ROTATION_GRACE, AccessStore, Client, User
 from kyso.access.tokens import ensure_token_key
 from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
-from kyso.authorisation import authorise_signing
 from kyso.demo import create_demo
 from kyso.errors import KysoError, StorageError
 from kyso.pki_service import (
@@ -824,6 +823,16 @@ PIN_ENV = "KYSO_PIN"
 MAX_PIN_FILE = 1024
 """Bytes read from a PIN file at most; a PIN is far shorter."""
 
+OtpOption = Annotated[
+    str | None,
+    typer.Option(
+        "--otp",
+        envvar="KYSO_OTP",
+        help="The holder's one-time code (TOTP), when the credential's activation policy is "
+        "pin+otp; asked for when missing.",
+    ),
+]
+
 PinFileOption = Annotated[
     Path | None,
     typer.Option(
@@ -1089,6 +1098,9 @@ class SigningSession:
     engine: Engine
     """The database, for the audit events of one-shot signatures."""
 
+    activation: SignatureActivation
+    """How each credential is activated (PIN, or PIN and the holder's one-time code)."""
+
 
 @contextmanager
 def open_signing() -> Iterator[SigningSession]:
@@ -1099,7 +1111,12 @@ def open_signing() -> Iterator[SigningSession]:
         with open_pool() as pool:
             authority = make_authority(current, engine, pool)
             signing = make_signing(current, engine, pool, PkiServices(authority, current))
-            yield SigningSession(signing=signing, authority=authority, engine=engine)
+            activation = SignatureActivation(
+                engine=engine, authority=authority, access=AccessStore(engine)
+            )
+            yield SigningSession(
+                signing=signing, authority=authority, engine=engine, activation=activation
+            )
     finally:
         engine.dispose()
 
@@ -1327,12 +1344,16 @@ def record_signature(
 
 
 def authorised(
-    session: SigningSession, credential_id: int, pin_file: Path | None, role: str
+    session: SigningSession, credential_id: int, pin_file: Path | None, role: str, otp: str | None
 ) -> None:
-    """The one authorisation step, with the PIN from ``--pin-file``, ``KYSO_PIN`` or a prompt."""
+    """The one activation step of the command line: the PIN from ``--pin-file``,
+    ``KYSO_PIN`` or a prompt and, when the credential's policy asks for it, the holder's
+    one-time code from ``--otp``, ``KYSO_OTP`` or a prompt."""
     pin = read_pin(pin_file, prompt=f"PIN of credential {credential_id}", confirm=False)
-    authorise_signing(
-        session.authority, credential_id=credential_id, pin=pin, actor=signing_actor(role)
+    if otp is None and session.activation.policy(credential_id) is ActivationPolicy.PIN_OTP:
+        otp = typer.prompt(f"One-time code of the holder of credential {credential_id}")
+    session.activation.activate_at_console(
+        credential_id, pin=pin, otp=otp, actor=signing_actor(role)
     )
 
 
@@ -1366,6 +1387,7 @@ def sign_command(
     ] = False,
     force: ForceOption = False,
     pin_file: PinFileOption = None,
+    otp: OtpOption = None,
 ) -> None:
     """Sign a PDF (PAdES) with a credential on the HSM; with --batch, every PDF of a folder."""
     placement = placement_from_options(field, page, rect, anchor)
@@ -1379,7 +1401,7 @@ def sign_command(
         certify=certify,
     )
     if batch:
-        failed = sign_batch(source, out, request, force=force, pin_file=pin_file)
+        failed = sign_batch(source, out, request, force=force, pin_file=pin_file, otp=otp)
         if failed:
             raise typer.Exit(1)
         return
@@ -1389,7 +1411,7 @@ def sign_command(
     limit = settings().signing_max_bytes
     pdf = read_limited(source, limit, what="PDF")
     with open_signing() as session:
-        authorised(session, credential, pin_file, "officer")
+        authorised(session, credential, pin_file, "officer", otp)
         signed = sign_document(session, pdf, request)
     write_output(out, signed, force=force)
     typer.echo(
@@ -1421,7 +1443,13 @@ def batch_inputs(source: Path, out: Path) -> list[Path]:
 
 
 def sign_batch(
-    source: Path, out: Path, request: SignRequest, *, force: bool, pin_file: Path | None
+    source: Path,
+    out: Path,
+    request: SignRequest,
+    *,
+    force: bool,
+    pin_file: Path | None,
+    otp: str | None,
 ) -> int:
     """Sign every PDF of ``source`` into ``out`` (same names); returns how many failed.
 
@@ -1453,7 +1481,7 @@ def sign_batch(
     # standard output, where scripts read them.
     above_bar = console.is_terminal and sys.stdout.isatty()
     with open_signing() as session:
-        authorised(session, request.credential_id, pin_file, "officer")
+        authorised(session, request.credential_id, pin_file, "officer", otp)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -1525,6 +1553,7 @@ def seal_command(
     level: LevelOption = None,
     force: ForceOption = False,
     pin_file: PinFileOption = None,
+    otp: OtpOption = None,
 ) -> None:
     """The agency seal signature over an officer-signed PDF outside the registry, or with
     --attachment the agency signature of an attachment."""
@@ -1537,7 +1566,7 @@ def seal_command(
     chosen: Level = level or current.signing_level
     pdf = read_limited(source, current.signing_max_bytes, what="PDF")
     with open_signing() as session:
-        authorised(session, credential, pin_file, "clerk")
+        authorised(session, credential, pin_file, "clerk", otp)
         inspect_pdf(pdf, max_size=current.signing_max_bytes, max_pages=current.signing_max_pages)
         sealing = session.signing.service.credential(credential, level=chosen)
         if sealing.unit_id is None or sealing.person_id is not None:
@@ -1649,12 +1678,13 @@ def issue_sign(
     anchor: AnchorOption = None,
     idempotency_key: IdempotencyOption = None,
     pin_file: PinFileOption = None,
+    otp: OtpOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The competent officer signs the draft (visible, certifying, at KYSO_SIGNING_LEVEL)."""
     placement = placement_from_options(field, page, rect, anchor)
     with open_signing() as session:
-        authorised(session, credential, pin_file, "officer")
+        authorised(session, credential, pin_file, "officer", otp)
         document = session.signing.registry.sign(
             document_id,
             credential,
@@ -1671,11 +1701,12 @@ def issue_seal(
     credential: CredentialOption,
     idempotency_key: IdempotencyOption = None,
     pin_file: PinFileOption = None,
+    otp: OtpOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The clerk seals the officer-signed document with the unit's seal; it is issued."""
     with open_signing() as session:
-        authorised(session, credential, pin_file, "clerk")
+        authorised(session, credential, pin_file, "clerk", otp)
         document = session.signing.registry.seal(
             document_id, credential, signing_actor("clerk"), idempotency_key=idempotency_key
         )

@@ -188,24 +188,36 @@ def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
     accounts_created = _ensure_accounts(authority, access, actor)
     client_created = _ensure_client(authority, access, actor)
     activation = SignatureActivation(engine=authority.engine, authority=authority, access=access)
-    _ensure_activation(authority, activation, actor)
+    _ensure_activation(authority, access, activation, actor)
     _write(path, describe(authority, access))
     return "created" if created or accounts_created or client_created else "present"
 
 
 PIN_ONLY_OFFICER = "CAP-SG"
 """The commune whose officer's credentials are activated with the PIN alone; the other
-officer's need the PIN and a one-time code (the default), so the demo shows both."""
+officer's need the PIN and a one-time code (the default), so the demo shows both. Its seal
+is bound to the demo service client, which seals with it without a PIN (automated
+sealing)."""
 
 
-def _ensure_activation(authority: Authority, activation: SignatureActivation, actor: Actor) -> None:
+def _ensure_activation(
+    authority: Authority, access: AccessStore, activation: SignatureActivation, actor: Actor
+) -> None:
     unit = next(u for u in authority.units() if u.code == PIN_ONLY_OFFICER)
+    client = _demo_client(access)
+    live = {c.id for c in access.clients() if not c.revoked}
     for credential in authority.credentials(unit_id=unit.id):
         if (
             credential.kind is CredentialKind.OFFICER
             and activation.policy(credential.id) is not ActivationPolicy.PIN
         ):
             activation.set_policy(credential.id, ActivationPolicy.PIN, actor)
+        if (
+            credential.kind is CredentialKind.SEAL
+            and client is not None
+            and activation.bound_client_id(credential.id) not in live
+        ):
+            activation.bind_client(credential.id, client.client_id, actor)
 
 
 def _ensure_accounts(authority: Authority, access: AccessStore, actor: Actor) -> bool:
@@ -348,12 +360,19 @@ def _describe_client(authority: Authority, access: AccessStore) -> dict[str, Any
     client = _demo_client(access)
     if client is None:
         return None
+    activation = SignatureActivation(engine=authority.engine, authority=authority, access=access)
     return {
         "client_id": client.client_id,
         "name": client.name,
         "client_secret": DEMO_CLIENT_SECRET,
         "scopes": format_scopes(client.scopes),
         "token_url": f"{authority.config.public_url}/oauth/token",
+        "seal_credential_ids": [
+            credential.id
+            for credential in _demo_credentials(authority)
+            if credential.kind is CredentialKind.SEAL
+            and activation.bound_client_id(credential.id) == client.id
+        ],
     }
 
 

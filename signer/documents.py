@@ -99,6 +99,9 @@ DEFAULT_MAX_PAGES = 1000
 MAX_PAGE_TREE_DEPTH = 32
 """Deepest page tree accepted; real files have 2 to 4 levels."""
 
+MAX_LISTED = 500
+"""Most documents one listing returns (pages go on with ``before``)."""
+
 MAX_ATTEMPTS = 16
 """Restarts of one step that lost a race with another process (SQLite) before ``signer.busy``;
 each after a random pause that grows with the attempt (up to 10 ms × attempts), so two
@@ -602,6 +605,49 @@ class DocumentRegistry:
                 .order_by(document_revisions.c.revision)
             ).all()
         return self._document(row, revisions)
+
+    def documents(
+        self,
+        *,
+        unit_ids: set[int] | None,
+        status: DocumentStatus | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Document]:
+        """Documents of ``unit_ids`` (``None``: every unit), newest first, optionally of one
+        status; at most ``limit``, those created before the document ``before`` (the last one
+        of the previous page). Drafts are what officers find waiting for their signature."""
+        if not 1 <= limit <= MAX_LISTED:
+            raise InvalidRequestError(f"list 1 to {MAX_LISTED} documents at a time")
+        query = select(documents)
+        if unit_ids is not None:
+            query = query.where(documents.c.unit_id.in_(sorted(unit_ids)))
+        if status is not None:
+            query = query.where(documents.c.status == status.value)
+        with database_errors("listing documents"), self._engine.connect() as connection:
+            if before is not None:
+                last = _document_id(before)
+                cursor = connection.execute(
+                    select(documents.c.created_at).where(documents.c.id == last)
+                ).scalar()
+                if cursor is None:
+                    raise DocumentNotFoundError(f"no document {last}")
+                query = query.where(
+                    (documents.c.created_at < cursor)
+                    | ((documents.c.created_at == cursor) & (documents.c.id < last))
+                )
+            rows = connection.execute(
+                query.order_by(documents.c.created_at.desc(), documents.c.id.desc()).limit(limit)
+            ).all()
+            revisions: dict[str, list[Row[Any]]] = {row.id: [] for row in rows}
+            if rows:
+                for revision in connection.execute(
+                    select(document_revisions)
+                    .where(document_revisions.c.document_id.in_(list(revisions)))
+                    .order_by(document_revisions.c.revision)
+                ):
+                    revisions[revision.document_id].append(revision)
+        return [self._document(row, revisions[row.id]) for row in rows]
 
     def pdf(self, document_id: str, revision: int | None = None) -> bytes:
         """The PDF of ``revision`` (the latest when None), checked against its SHA-256."""

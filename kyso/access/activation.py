@@ -41,17 +41,21 @@ from kyso.access.model import (
     Principal,
     Role,
 )
-from kyso.access.store import AccessStore, as_aware, audit_event
+from kyso.access.store import AccessStore, User, as_aware, audit_event
 from kyso.tables import access_activation, access_sads
 from pki.authority import Authority, Credential
 from pki.errors import PinRequiredError
 from pki.store import CredentialKind
+from signer.store import MAX_BATCH_ITEMS
 
 SAD_LIFETIME = timedelta(minutes=5)
 """Longest a SAD lasts (the issue's bound; CSC calls it ``expiresIn``)."""
 
 MULTISIGN = 100
-"""Most signatures one SAD may authorise (CSC ``multisign``)."""
+"""Most hashes one SAD may authorise (CSC ``multisign``)."""
+
+MAX_DOCUMENTS = MAX_BATCH_ITEMS
+"""Most documents one SAD may authorise: a whole batch."""
 
 HASH_ALGORITHMS = {"sha256": 32, "sha384": 48, "sha512": 64}
 """Digest algorithms a SAD may be bound to, with their digest sizes."""
@@ -96,6 +100,15 @@ class Binding:
     hashes: tuple[bytes, ...] = ()
     hash_algorithm: str | None = None
     document_ids: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.hashes) or len(self.document_ids)
+
+    @property
+    def most(self) -> int:
+        """The most signatures a SAD of this kind may authorise."""
+        return MULTISIGN if self.hashes else MAX_DOCUMENTS
 
     def __post_init__(self) -> None:
         if self.hashes and self.document_ids:
@@ -264,12 +277,11 @@ class SignatureActivation:
         """
         actor = principal.actor()
         try:
-            if not 1 <= count <= MULTISIGN:
-                raise InvalidAccessInputError(f"a SAD authorises 1 to {MULTISIGN} signatures")
-            bound = len(binding.hashes) or len(binding.document_ids)
-            if bound != count:
+            if not 1 <= count <= binding.most:
+                raise InvalidAccessInputError(f"a SAD authorises 1 to {binding.most} signatures")
+            if binding.count != count:
                 raise InvalidAccessInputError(
-                    f"{count} signatures were asked but {bound} hashes or documents given"
+                    f"{count} signatures were asked but {binding.count} hashes or documents given"
                 )
             credential = self._signing_credential(credential_id)
             holder = self.check_holder(principal, credential)
@@ -331,23 +343,67 @@ class SignatureActivation:
                 "a service client cannot activate this credential: it may queue a document "
                 "for its holder's approval"
             )
-        user = self._access.user(principal.id.removeprefix("user:"))
-        if credential.kind is CredentialKind.OFFICER:
-            if (
-                user.role is Role.OFFICER
-                and user.person_id is not None
-                and user.person_id == credential.person_id
-            ):
-                return "person"
-        elif (
-            user.role is Role.CLERK
-            and user.unit_id is not None
-            and user.unit_id == credential.unit_id
-        ):
+        if _holds(self._access.user(principal.id.removeprefix("user:")), credential):
             return "person"
         raise ForbiddenError("only the credential's holder may activate it")
 
     # -- use --------------------------------------------------------------------------------
+
+    def activate(
+        self,
+        principal: Principal,
+        credential_id: int,
+        binding: Binding,
+        *,
+        sad: str | None = None,
+        pin: str | None = None,
+        otp: str | None = None,
+    ) -> Credential:
+        """What every signing request calls before the HSM signs: the credential, if
+        ``principal`` may sign ``binding`` with it now — with a SAD obtained beforehand
+        (used up here), or by proving in the request itself what :meth:`authorize` asks
+        (the PIN and, under ``pin+otp``, a fresh one-time code). Either way the audit log
+        shows a SAD issued (inline) and used for exactly this request."""
+        if sad is None:
+            sad = self.authorize(
+                principal, credential_id, binding, count=binding.count, pin=pin, otp=otp
+            ).value
+        credential = self._authority.usable_credential(credential_id)
+        self.consume(principal, sad, credential_id, binding)
+        return credential
+
+    def activate_at_console(
+        self, credential_id: int, *, pin: str | None, otp: str | None, actor: Actor
+    ) -> Credential:
+        """The CLI's activation: the operator at the console types the credential's PIN
+        and, under ``pin+otp``, the one-time code of its holder (the officer's account, or
+        a clerk of the seal's unit), used up as at sign-in. Refusals are audited."""
+        try:
+            credential = self._signing_credential(credential_id)
+            if not pin:
+                raise PinRequiredError(f"signing with credential {credential_id} needs its PIN")
+            self._authority.check_pin(credential_id, pin, actor)
+            self._authority.usable_credential(credential_id)
+            if self.policy(credential_id) is ActivationPolicy.PIN_OTP and not (
+                otp
+                and any(self._access.use_code(user.id, otp) for user in self._holders(credential))
+            ):
+                raise OtpRequiredError(
+                    "this credential is activated with its PIN and its holder's one-time "
+                    "code; the code is missing, wrong or already used"
+                )
+        except Exception as ex:
+            self._refused(actor, credential_id, "console", str(getattr(ex, "code", "kyso.error")))
+            raise
+        return credential
+
+    def _holders(self, credential: Credential) -> list[User]:
+        """The active accounts that hold ``credential``."""
+        return [
+            user
+            for user in self._access.users()
+            if not (user.locked or user.disabled) and _holds(user, credential)
+        ]
 
     def consume(self, principal: Principal, sad: str, credential_id: int, binding: Binding) -> None:
         """Use up ``sad`` for signing ``binding`` with the credential; refuse (audited)
@@ -371,7 +427,7 @@ class SignatureActivation:
             reason = "other_credential"
         elif row.principal != principal.id:
             reason = "other_holder"
-        elif len(binding.hashes) + len(binding.document_ids) > row.max_count:
+        elif binding.count > row.max_count:
             reason = "over_count"
         elif not binding.covered_by(json.loads(row.bound_to), row.hash_algorithm):
             reason = "other_hashes"
@@ -389,7 +445,7 @@ class SignatureActivation:
                         actor,
                         {
                             "credential_id": credential_id,
-                            "count": len(binding.hashes) + len(binding.document_ids),
+                            "count": binding.count,
                         },
                     )
                     return
@@ -406,3 +462,17 @@ class SignatureActivation:
                 {"credential_id": credential_id, "step": step, "reason": reason},
                 outcome=Outcome(success=False, code=SadRefusedError.code),
             )
+
+
+def _holds(user: User, credential: Credential) -> bool:
+    """Whether ``user`` is the credential's holder: the officer it was issued to, or a
+    clerk (văn thư) of the seal's unit."""
+    if credential.kind is CredentialKind.OFFICER:
+        return (
+            user.role is Role.OFFICER
+            and user.person_id is not None
+            and user.person_id == credential.person_id
+        )
+    return (
+        user.role is Role.CLERK and user.unit_id is not None and user.unit_id == credential.unit_id
+    )

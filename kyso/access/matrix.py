@@ -158,6 +158,14 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
         writes=True,
     ),
     ("POST", "/api/v1/credentials/{credential_id}/pin/unlock"): _admin("credential_id"),
+    # signature activation (a SAD): the credential's holder only, as for signing with it
+    ("POST", "/api/v1/credentials/{credential_id}/authorize"): Rule(
+        roles={Role.OFFICER: Reach.OWN_UNIT, Role.CLERK: Reach.OWN_UNIT},
+        scopes=frozenset({Scope.SEAL}),
+        target="credential_id",
+        holder=frozenset({Role.OFFICER, Role.CLERK}),
+        writes=True,
+    ),
     # how a credential is activated, and which client may seal with a seal: its admins
     ("PUT", "/api/v1/credentials/{credential_id}/activation"): _admin("credential_id"),
     ("PUT", "/api/v1/credentials/{credential_id}/client"): _admin("credential_id"),
@@ -186,6 +194,7 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
         holder=frozenset({Role.CLERK}),
         writes=True,
     ),
+    ("GET", "/api/v1/documents"): _read(None, _EVERYONE, frozenset({Scope.DOCUMENTS_READ})),
     ("GET", "/api/v1/documents/{document_id}"): _read(
         "document_id", _EVERYONE, frozenset({Scope.DOCUMENTS_READ})
     ),
@@ -210,6 +219,23 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
     ("GET", "/api/v1/batches/{batch_id}"): _read(
         "batch_id", _EVERYONE, frozenset({Scope.SIGN, Scope.SEAL, Scope.DOCUMENTS_READ})
     ),
+    # accounts and service clients: people by the admins of their unit (a system admin's
+    # account has no unit, so only a reach over everything touches it; the routes also
+    # keep system admins a system admin's business); a holder changes their own password;
+    # clients by the system admin, or an admin client within its unit
+    ("GET", "/api/v1/users"): _read(None),
+    ("POST", "/api/v1/users"): _admin("body:unit_id"),
+    ("GET", "/api/v1/users/{username}"): _read("username"),
+    ("POST", "/api/v1/users/{username}/unlock"): _admin("username"),
+    ("POST", "/api/v1/users/{username}/disable"): _admin("username"),
+    ("PUT", "/api/v1/users/{username}/role"): _admin("username"),
+    ("POST", "/api/v1/users/{username}/totp"): _admin("username"),
+    ("PUT", "/api/v1/users/{username}/password"): _admin("username"),
+    ("PUT", "/api/v1/auth/password"): SIGNED_IN,
+    ("GET", "/api/v1/clients"): _read(None, _SYSTEM),
+    ("POST", "/api/v1/clients"): _admin("body:unit_id", _SYSTEM),
+    ("POST", "/api/v1/clients/{client_id}/rotate"): _admin("client_id", _SYSTEM),
+    ("POST", "/api/v1/clients/{client_id}/revoke"): _admin("client_id", _SYSTEM),
     # verification: anyone signed in, and services with the verify scope
     ("POST", "/api/v1/verify"): Rule(
         roles=dict.fromkeys(Role, Reach.SUBTREE),

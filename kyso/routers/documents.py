@@ -2,8 +2,8 @@
 the clerk's seal (number and time of issue), status and revisions, each revision's PDF; and
 the stamp images visible signatures draw (officers' signatures, units' seals).
 
-Like every signing route, these answer this machine only until access control exists (see
-:mod:`kyso.routers.signing`); the image routes are administration.
+Like every signing route, sign and seal activate the credential for this document only
+(see :mod:`kyso.routers.signing`); the image routes are administration.
 """
 
 from __future__ import annotations
@@ -15,25 +15,33 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from kyso.authorisation import authorise_signing
+from kyso.access.activation import Binding
+from kyso.access.matrix import visible_units
 from kyso.errors import KysoError
 from kyso.routers.admin import AdminDep
+from kyso.routers.authorise import AuthorisedDep
 from kyso.routers.pki import PkiDep
 from kyso.routers.signing import (
     SIGN_RATE,
-    Body,
+    Activated,
+    ActivationDep,
     CallerDep,
-    CredentialId,
     IdempotencyKey,
-    Pin,
     PlacementBody,
     SigningDep,
     to_placement,
 )
-from signer.documents import Document, DraftMetadata
+from signer.documents import MAX_LISTED, Document, DraftMetadata
 from signer.errors import DocumentNotFoundError
 from signer.stamps import MAX_PNG_BYTES
-from signer.store import MAX_PERSON_ID, MAX_SERVICE, MAX_TITLE, MAX_TYPE, StampImageKind
+from signer.store import (
+    MAX_PERSON_ID,
+    MAX_SERVICE,
+    MAX_TITLE,
+    MAX_TYPE,
+    DocumentStatus,
+    StampImageKind,
+)
 
 PNG = "image/png"
 
@@ -46,9 +54,7 @@ class UnsupportedMediaTypeError(KysoError):
     code = "kyso.unsupported_media_type"
 
 
-class Signature(Body):
-    credential_id: CredentialId
-    pin: Pin = None
+class Signature(Activated):
     placement: PlacementBody | None = Field(
         None,
         description="Default: the template's empty field CanBoKy, else below the "
@@ -56,12 +62,16 @@ class Signature(Body):
     )
 
 
-class Seal(Body):
-    credential_id: CredentialId
-    pin: Pin = None
+class Seal(Activated):
+    pass
 
 
-@router.post("/documents", status_code=201, summary="Upload a draft for signing")
+@router.post(
+    "/documents",
+    status_code=201,
+    summary="Upload a draft for signing",
+    response_model=dict[str, Any],
+)
 async def upload(
     signing: SigningDep,
     actor: CallerDep,
@@ -100,19 +110,18 @@ async def sign(
     document_id: DocumentId,
     body: Signature,
     signing: SigningDep,
-    pki: PkiDep,
-    actor: CallerDep,
+    activation: ActivationDep,
+    principal: AuthorisedDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    pin = body.pin.get_secret_value() if body.pin else None
     placement = to_placement(body.placement)
 
     def run() -> Document:
-        authorise_signing(pki.authority, credential_id=body.credential_id, pin=pin, actor=actor)
+        body.activate(activation, principal, Binding(document_ids=(document_id,)))
         return signing.registry.sign(
             document_id,
             body.credential_id,
-            actor,
+            principal.actor(),
             idempotency_key=idempotency_key,
             placement=placement,
         )
@@ -129,19 +138,45 @@ async def seal(
     document_id: DocumentId,
     body: Seal,
     signing: SigningDep,
-    pki: PkiDep,
-    actor: CallerDep,
+    activation: ActivationDep,
+    principal: AuthorisedDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    pin = body.pin.get_secret_value() if body.pin else None
-
     def run() -> Document:
-        authorise_signing(pki.authority, credential_id=body.credential_id, pin=pin, actor=actor)
+        body.activate(activation, principal, Binding(document_ids=(document_id,)))
         return signing.registry.seal(
-            document_id, body.credential_id, actor, idempotency_key=idempotency_key
+            document_id, body.credential_id, principal.actor(), idempotency_key=idempotency_key
         )
 
     return (await run_in_threadpool(run)).as_dict()
+
+
+@router.get("/documents", summary="Documents in the caller's reach, newest first")
+async def list_documents(
+    signing: SigningDep,
+    pki: PkiDep,
+    principal: AuthorisedDep,
+    status: Annotated[
+        DocumentStatus | None,
+        Query(description="draft: waiting for the officer; signed: for the seal; issued"),
+    ] = None,
+    unit_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 100,
+    before: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="The last id of the previous page."),
+    ] = None,
+) -> list[dict[str, Any]]:
+    """What an officer finds waiting for their signature (``status=draft``), a clerk for
+    the seal (``signed``), an auditor in their subtree: only the units the caller may see."""
+
+    def listed() -> list[Document]:
+        reach = visible_units(principal, pki.authority.units())
+        if unit_id is not None:
+            reach = {unit_id} if reach is None else reach & {unit_id}
+        return signing.registry.documents(unit_ids=reach, status=status, limit=limit, before=before)
+
+    return [document.as_dict() for document in await run_in_threadpool(listed)]
 
 
 @router.get("/documents/{document_id}", summary="Status, number and revisions")

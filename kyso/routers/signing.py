@@ -4,13 +4,17 @@ signing route shares: who is calling, where a visible signature goes.
 
 Every signing route is authorised by the matrix (:mod:`kyso.access.matrix`): the caller
 signs in (session or access token) and must hold the credential (an officer's own, a
-clerk's unit seal, a seal bound to the client); the credential's PIN is then checked by
-:func:`kyso.authorisation.authorise_signing` before anything is signed.
+clerk's unit seal, a seal bound to the client). Then the credential is activated for
+exactly this request (:meth:`~kyso.access.activation.SignatureActivation.activate`): with
+signature activation data from ``POST /api/v1/credentials/{id}/authorize``, bound to the
+documents or the PDF's SHA-256, or with the PIN (and, under the ``pin+otp`` policy, the
+holder's one-time code) in the request itself. Nothing is signed before that.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,16 +25,23 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from audit.events import Action, Actor, AuditEvent, Outcome, Subject
 from audit.log import AuditLog
-from kyso.authorisation import authorise_signing
+from kyso.access.activation import (
+    MAX_DOCUMENT_ID,
+    MAX_DOCUMENTS,
+    MULTISIGN,
+    Binding,
+    SignatureActivation,
+)
+from kyso.access.model import Principal
 from kyso.errors import KysoError
 from kyso.logs import request_id
 from kyso.routers.admin import MAX_PIN_INPUT
 from kyso.routers.auth import limit
-from kyso.routers.authorise import ActorDep
+from kyso.routers.authorise import ActorDep, AuthorisedDep
 from kyso.routers.health import RuntimeDep
 from kyso.routers.pki import PkiDep
 from kyso.signing import SigningServices
-from pki.authority import Authority
+from pki.authority import Authority, Credential
 from signer.batches import BatchItemRequest, BatchRunner
 from signer.documents import inspect_pdf
 from signer.errors import BadPlacementError, InvalidRequestError
@@ -66,6 +77,12 @@ def get_signing(runtime: RuntimeDep) -> SigningServices:
     return runtime.signing
 
 
+def get_activation(runtime: RuntimeDep) -> SignatureActivation:
+    if runtime.activation is None:
+        raise SigningUnavailableError("signature activation is not available in this process")
+    return runtime.activation
+
+
 def get_batches(runtime: RuntimeDep) -> BatchRunner:
     if runtime.batches is None:
         raise SigningUnavailableError("batches are not available in this process")
@@ -82,6 +99,7 @@ def sign_rate(request: Request, caller: CallerDep) -> None:
 
 SIGN_RATE = [Depends(sign_rate)]
 SigningDep = Annotated[SigningServices, Depends(get_signing)]
+ActivationDep = Annotated[SignatureActivation, Depends(get_activation)]
 BatchesDep = Annotated[BatchRunner, Depends(get_batches)]
 IdempotencyKey = Annotated[
     str | None,
@@ -97,11 +115,74 @@ Pin = Annotated[
     SecretStr | None,
     Field(None, min_length=1, max_length=MAX_PIN_INPUT, description="The credential's PIN."),
 ]
+Otp = Annotated[
+    SecretStr | None,
+    Field(
+        None,
+        min_length=6,
+        max_length=8,
+        description="The holder's one-time code (TOTP), when the credential's activation "
+        "policy is pin+otp.",
+    ),
+]
+Sad = Annotated[
+    SecretStr | None,
+    Field(
+        None,
+        min_length=20,
+        max_length=128,
+        description="Signature activation data from POST /api/v1/credentials/{id}/authorize "
+        "for exactly this request, instead of the PIN (and code).",
+    ),
+]
 Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Activated(Body):
+    """A request that signs with a credential, and how it activates the credential: a
+    SAD, or the PIN (and the holder's one-time code when the policy asks for it)."""
+
+    credential_id: CredentialId
+    sad: Sad = None
+    pin: Pin = None
+    otp: Otp = None
+
+    def activate(
+        self, activation: SignatureActivation, principal: Principal, binding: Binding
+    ) -> Credential:
+        return activate(
+            activation,
+            principal,
+            self.credential_id,
+            binding,
+            sad=self.sad,
+            pin=self.pin,
+            otp=self.otp,
+        )
+
+
+def activate(
+    activation: SignatureActivation,
+    principal: Principal,
+    credential_id: int,
+    binding: Binding,
+    *,
+    sad: SecretStr | None,
+    pin: SecretStr | None,
+    otp: SecretStr | None,
+) -> Credential:
+    """The credential, activated for ``binding`` (blocking: argon2, database)."""
+
+    def reveal(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret else None
+
+    return activation.activate(
+        principal, credential_id, binding, sad=reveal(sad), pin=reveal(pin), otp=reveal(otp)
+    )
 
 
 class FieldSpot(Body):
@@ -139,6 +220,90 @@ def to_placement(body: PlacementBody | None) -> Placement | None:
 
 
 router = APIRouter(prefix="/api/v1", tags=["signing"])
+
+
+# -- signature activation --------------------------------------------------------------------
+
+HexDigest = Annotated[str, Field(min_length=64, max_length=128, pattern="^[0-9a-fA-F]+$")]
+DocumentRef = Annotated[str, Field(min_length=1, max_length=MAX_DOCUMENT_ID)]
+
+
+class Authorization(Body):
+    """What the SAD will let sign: documents of the registry (their ids), or PDFs and
+    hashes (their digests, hexadecimal; a one-shot ``/sign`` checks the SHA-256 of the PDF
+    it is sent). ``count`` defaults to how many are given and must equal it."""
+
+    documents: list[DocumentRef] = Field(default_factory=list, max_length=MAX_DOCUMENTS)
+    hashes: list[HexDigest] = Field(default_factory=list, max_length=MULTISIGN)
+    hash_algorithm: Literal["sha256", "sha384", "sha512"] = "sha256"
+    count: int | None = Field(None, ge=1, le=MAX_DOCUMENTS)
+    pin: Pin = None
+    otp: Otp = None
+
+    def binding(self) -> Binding:
+        if self.hashes:
+            return Binding(
+                hashes=tuple(bytes.fromhex(h) for h in self.hashes),
+                hash_algorithm=self.hash_algorithm,
+            )
+        return Binding(document_ids=tuple(self.documents))
+
+
+class IssuedActivation(BaseModel):
+    sad: str = Field(description="Give it once, with the signing request it was bound to.")
+    credential_id: int
+    count: int
+    expires_at: datetime
+    expires_in: int = Field(description="Seconds from now.")
+
+
+def authorize_rate(request: Request, principal: AuthorisedDep) -> None:
+    limit(request, "authorize", principal.id)
+
+
+@router.post(
+    "/credentials/{credential_id}/authorize",
+    summary="Activate a credential for exactly these documents or hashes (a SAD)",
+    dependencies=[Depends(authorize_rate)],
+    response_model=IssuedActivation,
+)
+async def authorize(
+    credential_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: Authorization,
+    activation: ActivationDep,
+    principal: AuthorisedDep,
+    response: Response,
+) -> IssuedActivation:
+    """The holder proves the PIN (and, under ``pin+otp``, a fresh one-time code) once for
+    up to 1,000 documents or 100 hashes; the SAD is valid five minutes, for one signing
+    request (a document's sign or seal step, a batch of exactly those documents, or a
+    one-shot ``/sign`` of a PDF whose SHA-256 was given). A service client authorises only
+    a seal bound to it, without a PIN."""
+    if body.hashes and body.documents:
+        raise InvalidRequestError("give documents or hashes, not both")
+    if not (body.hashes or body.documents):
+        raise InvalidRequestError("give the documents or the hashes the SAD is for")
+    binding = body.binding()
+
+    def issue() -> IssuedActivation:
+        issued = activation.authorize(
+            principal,
+            credential_id,
+            binding,
+            count=body.count or binding.count,
+            pin=body.pin.get_secret_value() if body.pin else None,
+            otp=body.otp.get_secret_value() if body.otp else None,
+        )
+        return IssuedActivation(
+            sad=issued.value,
+            credential_id=credential_id,
+            count=issued.count,
+            expires_at=issued.expires_at,
+            expires_in=max(0, int((issued.expires_at - datetime.now(UTC)).total_seconds())),
+        )
+
+    response.headers["Cache-Control"] = "no-store"
+    return await run_in_threadpool(issue)
 
 
 # -- one-shot signing ----------------------------------------------------------------------
@@ -218,17 +383,17 @@ def sign_once(
     pdf: bytes,
     *,
     credential_id: int,
-    pin: str | None,
+    activated: Callable[[], Credential],
     level: Level,
     placement: Placement | None,
     actor: Actor,
     request: str | None,
 ) -> bytes:
-    """Check ``pdf``, authorise, sign, and commit the ``document.signed`` event; the signed
-    PDF only once that event is committed. Blocking."""
+    """Check ``pdf``, activate the credential (``activated``), sign, and commit the
+    ``document.signed`` event; the signed PDF only once that event is committed. Blocking."""
     settings = signing.settings
     inspect_pdf(pdf, max_size=settings.signing_max_bytes, max_pages=settings.signing_max_pages)
-    credential = authorise_signing(authority, credential_id=credential_id, pin=pin, actor=actor)
+    credential = activated()
     field_name = free_field_name(Document(pdf))
     appearance = (
         None
@@ -272,11 +437,24 @@ def sign_once(
 async def sign_pdf(
     runtime: RuntimeDep,
     signing: SigningDep,
+    activation: ActivationDep,
     pki: PkiDep,
-    actor: CallerDep,
+    principal: AuthorisedDep,
     file: Annotated[UploadFile, File(description="The PDF to sign.")],
     credential_id: Annotated[int, Form(ge=1, le=2**62)],
+    sad: Annotated[
+        SecretStr | None,
+        Form(
+            min_length=20,
+            max_length=128,
+            description="Signature activation data authorised for this PDF's SHA-256.",
+        ),
+    ] = None,
     pin: Annotated[SecretStr | None, Form(min_length=1, max_length=MAX_PIN_INPUT)] = None,
+    otp: Annotated[
+        SecretStr | None,
+        Form(min_length=6, max_length=8, description="The holder's one-time code (pin+otp)."),
+    ] = None,
     level: Annotated[Level | None, Form(description="Default: KYSO_SIGNING_LEVEL.")] = None,
     visible: Annotated[bool | None, Form()] = None,
     field: Annotated[str | None, Form(min_length=1, max_length=MAX_FIELD_NAME_LENGTH)] = None,
@@ -290,7 +468,7 @@ async def sign_pdf(
     placement = form_placement(visible=visible, field=field, page=page, rect=rect, anchor=anchor)
     pdf = await file.read()
     chosen: Level = level or signing.settings.signing_level
-    secret = pin.get_secret_value() if pin else None
+    binding = Binding(hashes=(hashlib.sha256(pdf).digest(),), hash_algorithm="sha256")
     rid = request_id.get()
     signed = await run_in_threadpool(
         lambda: sign_once(
@@ -299,10 +477,12 @@ async def sign_pdf(
             audit,
             pdf,
             credential_id=credential_id,
-            pin=secret,
+            activated=lambda: activate(
+                activation, principal, credential_id, binding, sad=sad, pin=pin, otp=otp
+            ),
             level=chosen,
             placement=placement,
-            actor=actor,
+            actor=principal.actor(),
             request=rid,
         )
     )
@@ -325,10 +505,8 @@ class BatchItemBody(Body):
     placement: PlacementBody | None = None
 
 
-class NewBatch(Body):
+class NewBatch(Activated):
     action: Literal["sign", "seal"]
-    credential_id: CredentialId
-    pin: Pin = None
     items: list[BatchItemBody] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
@@ -340,11 +518,11 @@ BatchId = Annotated[str, Path(min_length=1, max_length=64)]
     status_code=202,
     summary="Sign or seal up to 1,000 documents",
     dependencies=SIGN_RATE,
+    response_model=dict[str, Any],
 )
 async def submit_batch(
-    body: NewBatch, pki: PkiDep, batches: BatchesDep, actor: CallerDep
+    body: NewBatch, activation: ActivationDep, batches: BatchesDep, principal: AuthorisedDep
 ) -> JSONResponse:
-    pin = body.pin.get_secret_value() if body.pin else None
     items = [
         BatchItemRequest(document_id=item.document_id, placement=to_placement(item.placement))
         for item in body.items
@@ -353,10 +531,9 @@ async def submit_batch(
         raise InvalidRequestError("a seal batch takes no placements")
 
     def submit() -> dict[str, Any]:
-        credential = authorise_signing(
-            pki.authority, credential_id=body.credential_id, pin=pin, actor=actor
-        )
-        batch = batches.submit(BatchAction(body.action), credential, items, actor)
+        binding = Binding(document_ids=tuple(item.document_id for item in items))
+        credential = body.activate(activation, principal, binding)
+        batch = batches.submit(BatchAction(body.action), credential, items, principal.actor())
         return {"id": batch.id, "status": batch.status.value, "total": batch.total}
 
     accepted = await run_in_threadpool(submit)

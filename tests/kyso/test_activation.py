@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from audit.events import Actor
 from hsm import BlockingSessionPool
 from kyso.access import factors
 from kyso.access.activation import (
@@ -28,7 +29,7 @@ from kyso.access.model import ForbiddenError, InvalidAccessInputError, Scope
 from kyso.access.store import AccessStore
 from kyso.demo import DEMO_PIN, DEMO_TOTP_SECRETS, create_demo
 from pki.authority import Authority
-from pki.errors import PinInvalidError, PinRequiredError
+from pki.errors import CredentialUnusableError, PinInvalidError, PinRequiredError
 from tests.kyso.test_access_store import actions
 from tests.pki.test_authority import ADMIN, make_authority
 
@@ -47,6 +48,7 @@ class Demo:
         data: dict[str, Any] = json.loads((tmp_path / "demo.json").read_text(encoding="utf-8"))
         here, other = data["units"]
         self.data = data
+        self.authority = authority
         self.clock = Clock()
         self.access = AccessStore(engine, clock=self.clock)
         self.activation = SignatureActivation(
@@ -206,3 +208,89 @@ def test_a_sad_can_be_bound_to_documents_instead_of_hashes(demo: Demo) -> None:
         Binding(hashes=(b"short",), hash_algorithm="sha256")
     with pytest.raises(InvalidAccessInputError):
         Binding(hashes=(bytes(32),), hash_algorithm="md5")
+
+
+def test_a_batch_sad_covers_up_to_a_thousand_documents_and_hashes_a_hundred(demo: Demo) -> None:
+    batch = Binding(document_ids=tuple(f"01JDOC{i:020d}" for i in range(1000)))
+    sad = demo.activation.authorize(demo.clerk, demo.seal, batch, count=1000, pin=DEMO_PIN)
+    assert sad.count == 1000
+    too_many = Binding(document_ids=tuple(f"01JDOC{i:020d}" for i in range(1001)))
+    with pytest.raises(InvalidAccessInputError, match="1 to 1000"):
+        demo.activation.authorize(demo.clerk, demo.seal, too_many, count=1001, pin=DEMO_PIN)
+    hundred_and_one = hashes(*(str(i) for i in range(101)))
+    with pytest.raises(InvalidAccessInputError, match="1 to 100 "):
+        demo.activation.authorize(demo.clerk, demo.seal, hundred_and_one, count=101, pin=DEMO_PIN)
+
+
+def test_activate_inline_or_with_a_sad_signs_only_what_was_proven(
+    demo: Demo, engine: Engine
+) -> None:
+    """``activate`` (what signing routes call): the PIN and a fresh code in the request
+    itself, or a SAD from before; either way used once, for that binding only."""
+    activation, officer, credential = demo.activation, demo.officer, demo.officer_credential
+    first = Binding(document_ids=("01JDOC0000000000000000000A",))
+    with pytest.raises(OtpRequiredError):
+        activation.activate(officer, credential, first, pin=DEMO_PIN)
+    activated = activation.activate(
+        officer, credential, first, pin=DEMO_PIN, otp=demo.code("anh.nv")
+    )
+    assert activated.id == credential
+    with pytest.raises(OtpRequiredError):  # the same code again
+        activation.activate(officer, credential, first, pin=DEMO_PIN, otp=demo.code("anh.nv"))
+    demo.clock.now += timedelta(seconds=30)
+    second = Binding(document_ids=("01JDOC0000000000000000000B",))
+    sad = activation.authorize(
+        officer, credential, second, count=1, pin=DEMO_PIN, otp=demo.code("anh.nv")
+    ).value
+    with pytest.raises(SadRefusedError, match="other hashes"):
+        activation.activate(officer, credential, first, sad=sad)
+    assert activation.activate(officer, credential, second, sad=sad).id == credential
+    with pytest.raises(SadRefusedError, match="used"):
+        activation.activate(officer, credential, second, sad=sad)
+    # a SAD of a credential suspended since is not used up by the refusal
+    demo.clock.now += timedelta(seconds=30)
+    third = activation.authorize(
+        officer, credential, second, count=1, pin=DEMO_PIN, otp=demo.code("anh.nv")
+    ).value
+    demo.authority.suspend(credential, ADMIN)
+    with pytest.raises(CredentialUnusableError):
+        activation.activate(officer, credential, second, sad=third)
+    events = actions(engine)
+    assert events.count("sad.used") == 2
+
+
+def test_the_console_asks_for_the_holders_code_under_pin_and_otp(demo: Demo) -> None:
+    console = Actor(id="cli:operator", role="officer")
+    activation = demo.activation
+    with pytest.raises(PinInvalidError):
+        activation.activate_at_console(
+            demo.officer_credential, pin="000000", otp=demo.code("anh.nv"), actor=console
+        )
+    with pytest.raises(OtpRequiredError):
+        activation.activate_at_console(
+            demo.officer_credential, pin=DEMO_PIN, otp=None, actor=console
+        )
+    with pytest.raises(OtpRequiredError):  # another account's code is not the holder's
+        activation.activate_at_console(
+            demo.officer_credential, pin=DEMO_PIN, otp=demo.code("dung.lh"), actor=console
+        )
+    code = demo.code("anh.nv")
+    activated = activation.activate_at_console(
+        demo.officer_credential, pin=DEMO_PIN, otp=code, actor=console
+    )
+    assert activated.id == demo.officer_credential
+    with pytest.raises(OtpRequiredError):
+        activation.activate_at_console(
+            demo.officer_credential, pin=DEMO_PIN, otp=code, actor=console
+        )
+    # under the PIN policy the PIN is enough; a seal's code would be a clerk of its unit's
+    assert (
+        activation.activate_at_console(
+            demo.other_credential, pin=DEMO_PIN, otp=None, actor=console
+        ).id
+        == demo.other_credential
+    )
+    activation.set_policy(demo.seal, ActivationPolicy.PIN_OTP, ADMIN)
+    activation.activate_at_console(
+        demo.seal, pin=DEMO_PIN, otp=demo.code("ngoc.ttb"), actor=console
+    )

@@ -111,6 +111,9 @@ def test_the_demo_client_authenticates_with_its_secret(
     assert client.unit_id == unit_ids(authority)["CAT-HCM"]
     assert client.scopes == {Scope.SIGN, Scope.SEAL, Scope.VERIFY, Scope.DOCUMENTS_READ}
     assert [c.client_id for c in access.clients()] == [described["client_id"]]
+    # It seals automatically with CAP-SG's seal, bound to it.
+    (seal,) = described["seal_credential_ids"]
+    assert authority.credential(seal).unit_id == unit_ids(authority)["CAP-SG"]
 
 
 def test_a_second_run_creates_nothing_and_writes_the_same_file(
@@ -150,5 +153,9 @@ def test_a_rerun_restores_missing_accounts_and_a_revoked_client(
     replaced = second["service_client"]["client_id"]
     assert replaced != first["service_client"]["client_id"]
     access.authenticate_client(replaced, second["service_client"]["client_secret"])
+    assert (
+        second["service_client"]["seal_credential_ids"]
+        == (first["service_client"]["seal_credential_ids"])
+    )
     with engine.connect() as connection:
         assert len(connection.execute(access_clients.select()).all()) == 2

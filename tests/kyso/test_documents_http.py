@@ -35,7 +35,9 @@ from audit.events import Action, Actor, AuditEvent
 from audit.store import audit_entries
 from hsm import BlockingSessionPool
 from kyso import db
+from kyso.access.activation import ActivationPolicy, SignatureActivation
 from kyso.access.model import Role, Scope
+from kyso.access.store import AccessStore
 from kyso.access.tokens import ensure_token_key
 from kyso.app import create_app
 from kyso.demo import DEMO_PIN, create_demo
@@ -101,6 +103,9 @@ class Demo:
 
 @pytest.fixture
 def demo(settings: Settings, tmp_path: Path) -> Demo:
+    """The demo, with CAP-BT's officer credential activated by its PIN alone: these tests
+    are about signing and the registry, and sign many times a minute, while a one-time
+    code serves once per 30 s (``pin+otp`` over HTTP: test_signing_activation_http.py)."""
     engine = db.make_engine(settings.sqlalchemy_url)
     try:
         db.upgrade(engine)
@@ -109,22 +114,26 @@ def demo(settings: Settings, tmp_path: Path) -> Demo:
             authority.ensure_hierarchy(ADMIN)
             ensure_token_key(pool)
             create_demo(authority, ADMIN, tmp_path / "demo.json")
+            units = json.loads((tmp_path / "demo.json").read_text(encoding="utf-8"))["units"]
+            (here, other) = units
+
+            def officer(unit: dict[str, Any]) -> dict[str, Any]:
+                found: dict[str, Any] = next(p for p in unit["people"] if p["role"] == "officer")
+                return found
+
+            demo = Demo(
+                unit_id=here["id"],
+                officer_id=officer(here)["id"],
+                officer_credential=officer(here)["credential_ids"][0],
+                seal_credential=here["seal_credential_ids"][0],
+                other_officer_credential=officer(other)["credential_ids"][0],
+            )
+            SignatureActivation(
+                engine=engine, authority=authority, access=AccessStore(engine)
+            ).set_policy(demo.officer_credential, ActivationPolicy.PIN, ADMIN)
     finally:
         engine.dispose()
-    units = json.loads((tmp_path / "demo.json").read_text(encoding="utf-8"))["units"]
-    (here, other) = units
-
-    def officer(unit: dict[str, Any]) -> dict[str, Any]:
-        found: dict[str, Any] = next(p for p in unit["people"] if p["role"] == "officer")
-        return found
-
-    return Demo(
-        unit_id=here["id"],
-        officer_id=officer(here)["id"],
-        officer_credential=officer(here)["credential_ids"][0],
-        seal_credential=here["seal_credential_ids"][0],
-        other_officer_credential=officer(other)["credential_ids"][0],
-    )
+    return demo
 
 
 @contextmanager
@@ -617,3 +626,28 @@ def test_signing_routes_refuse_callers_not_signed_in_or_not_allowed(
         sign_in(client, OFFICER)
         assert client.get(f"/api/v1/documents/{document}").json()["status"] == "draft"
     assert document_actions(settings, document) == [Action.DOCUMENT_UPLOADED]
+
+
+def test_officers_find_the_drafts_waiting_for_them(client: TestClient, demo: Demo) -> None:
+    """Drafts a service queued for CAP-BT are listed to its officer (newest first, in
+    pages), to the province's auditor, never to the other commune's officer; a signed
+    document leaves the drafts for the clerk's list."""
+    portal(client)
+    first, second = (uploaded(client, demo)["id"] for _ in range(2))
+    drafts = "/api/v1/documents?status=draft"
+    sign_in(client, OFFICER)
+    assert [d["id"] for d in client.get(drafts).json()] == [second, first]
+    page = client.get(f"{drafts}&limit=1").json()
+    assert [d["id"] for d in page] == [second]
+    assert [d["id"] for d in client.get(f"{drafts}&limit=1&before={second}").json()] == [first]
+    assert client.get(f"{drafts}&unit_id={demo.unit_id + 1}").json() == []
+    assert sign(client, first, demo.officer_credential).status_code == 200
+    assert [d["id"] for d in client.get(drafts).json()] == [second]
+    assert [d["id"] for d in client.get("/api/v1/documents?status=signed").json()] == [first]
+    sign_in(client, AUDITOR)
+    assert {d["id"] for d in client.get("/api/v1/documents").json()} == {first, second}
+    sign_in(client, OTHER_OFFICER)
+    assert client.get("/api/v1/documents").json() == []
+    for query in ("limit=0", "limit=501", "status=lost", f"before={'z' * 26}"):
+        answer = client.get(f"/api/v1/documents?{query}")
+        assert answer.status_code in (404, 422), (query, answer.text)

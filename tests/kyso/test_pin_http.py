@@ -1,9 +1,9 @@
 """Signing PINs over HTTP on both databases: the routes that set and unlock a PIN (an
-administrator sets and unlocks; the holder may change their own), and the authorisation
-step every signing route calls (:func:`kyso.authorisation.authorise_signing`), behind a
-route added for the test, in the name of the signed-in caller, so that its errors go through
-the service's own error mapping. No answer holds a PIN, not even a 422 for a malformed
-body."""
+administrator sets and unlocks; the holder may change their own), and the PIN check of
+signature activation (``POST /api/v1/credentials/{id}/authorize``, which every signing
+route's inline PIN goes through too), with the credential's policy set to ``pin`` (the
+one-time code is tested in test_signing_activation_http.py). No answer holds a PIN, not
+even a 422 for a malformed body."""
 
 from __future__ import annotations
 
@@ -13,24 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.concurrency import run_in_threadpool
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, SecretStr
 from sqlalchemy import select
 
 from audit.events import Action, AuditEvent
 from audit.store import audit_entries
 from kyso import db
+from kyso.access.activation import ActivationPolicy
 from kyso.access.model import Role
 from kyso.app import create_app
-from kyso.authorisation import authorise_signing
-from kyso.routers.auth import CSRF_HEADER, PrincipalDep
-from kyso.routers.health import RuntimeDep
+from kyso.routers.auth import CSRF_HEADER
 from kyso.settings import Settings
 from pki.authority import Authority
 from pki.store import PersonRole
-from tests.kyso.identities import as_system_admin, sign_in_as
+from tests.kyso.identities import SETUP, as_system_admin, sign_in_as
 from tests.kyso.test_pki_http import ADMIN, _no_server_error, enrol_officer, error_code
 
 # The fixtures, used by name.
@@ -42,36 +38,22 @@ NEW_PIN = "Kh0a-Ky-S0"
 WRONG = "000001"
 
 
-class SignRequest(BaseModel):
-    pin: SecretStr | None = None
-
-
-def with_signing_route(app: FastAPI) -> FastAPI:
-    """The authorisation step as a signing route calls it: PIN from the request body, in the
-    name of whoever is signed in (the route is the test's, so it is in no matrix rule)."""
-
-    @app.post("/test/sign/{credential_id}")
-    async def sign(
-        credential_id: int, body: SignRequest, runtime: RuntimeDep, caller: PrincipalDep
-    ) -> dict[str, Any]:
-        assert runtime.pki is not None
-        authority = runtime.pki.authority
-        pin = body.pin.get_secret_value() if body.pin else None
-        credential = await run_in_threadpool(
-            lambda: authorise_signing(
-                authority, credential_id=credential_id, pin=pin, actor=caller.actor()
-            )
-        )
-        return {"credential_id": credential.id}
-
-    return app
-
-
 @contextmanager
 def started(settings: Settings, **options: Any) -> Iterator[TestClient]:
-    with TestClient(with_signing_route(create_app(settings)), **options) as client:
+    with TestClient(create_app(settings), **options) as client:
         client.event_hooks = {"response": [_no_server_error]}
         yield client
+
+
+def pin_only(client: TestClient, credential: dict[str, Any]) -> str:
+    """``credential`` is activated by its PIN alone; the path that activates it."""
+    activation = client.app.state.runtime.activation  # type: ignore[attr-defined]
+    activation.set_policy(credential["id"], ActivationPolicy.PIN, SETUP)
+    return f"/api/v1/credentials/{credential['id']}/authorize"
+
+
+def activate(client: TestClient, path: str, **body: Any) -> Any:
+    return client.post(path, json={"documents": ["01JTESTDOCUMENT"], **body})
 
 
 @pytest.fixture
@@ -119,10 +101,10 @@ def test_set_check_lock_and_unlock_over_http(
     credential = enrol_officer(client, tmp_path)
     path = f"/api/v1/credentials/{credential['id']}/pin"
     assert credential["pin"] == {"set": False, "failures": 0, "locked_at": None}
-    sign = f"/test/sign/{credential['id']}"
+    sign = pin_only(client, credential)
 
     officer = as_holder(client, credential)
-    not_set = client.post(sign, json={"pin": PIN})
+    not_set = activate(client, sign, pin=PIN)
     assert (not_set.status_code, error_code(not_set)) == (409, "pki.pin_not_set")
     as_system_admin(client)
     set_pin = client.put(path, json={"pin": PIN})
@@ -130,16 +112,16 @@ def test_set_check_lock_and_unlock_over_http(
     assert set_pin.json()["pin"] == {"set": True, "failures": 0, "locked_at": None}
 
     as_holder(client, credential)
-    assert client.post(sign, json={"pin": PIN}).json() == {"credential_id": credential["id"]}
-    missing = client.post(sign, json={})
+    assert activate(client, sign, pin=PIN).json()["credential_id"] == credential["id"]
+    missing = activate(client, sign)
     assert (missing.status_code, error_code(missing)) == (400, "pki.pin_required")
     for remaining in (4, 3, 2, 1):
-        wrong = client.post(sign, json={"pin": WRONG})
+        wrong = activate(client, sign, pin=WRONG)
         assert (wrong.status_code, error_code(wrong)) == (403, "pki.pin_invalid")
         assert f"{remaining} tr" in wrong.json()["error"]["message"]
-    fifth = client.post(sign, json={"pin": WRONG})
+    fifth = activate(client, sign, pin=WRONG)
     assert (fifth.status_code, error_code(fifth)) == (423, "pki.pin_locked")
-    refused = client.post(sign, json={"pin": PIN})
+    refused = activate(client, sign, pin=PIN)
     assert (refused.status_code, error_code(refused)) == (423, "pki.pin_locked")
     shown = client.get(f"/api/v1/credentials/{credential['id']}").json()
     assert shown["pin"]["failures"] == 5
@@ -158,20 +140,20 @@ def test_set_check_lock_and_unlock_over_http(
     assert unlocked.status_code == 200, unlocked.text
     assert unlocked.json()["pin"] == {"set": True, "failures": 0, "locked_at": None}
     as_holder(client, credential)
-    assert client.post(sign, json={"pin": PIN}).status_code == 200
+    assert activate(client, sign, pin=PIN).status_code == 200
     as_system_admin(client)
     replaced = client.post(f"{path}/unlock", json={"new_pin": NEW_PIN})
     assert replaced.status_code == 200, replaced.text
     as_holder(client, credential)
-    old = client.post(sign, json={"pin": PIN})
+    old = activate(client, sign, pin=PIN)
     assert (old.status_code, error_code(old)) == (403, "pki.pin_invalid")
-    assert client.post(sign, json={"pin": NEW_PIN}).status_code == 200
+    assert activate(client, sign, pin=NEW_PIN).status_code == 200
 
     # The PIN comes first (and counts); a suspended credential then cannot sign.
     as_system_admin(client)
     assert client.post(f"/api/v1/credentials/{credential['id']}/suspend").status_code == 200
     as_holder(client, credential)
-    suspended = client.post(sign, json={"pin": NEW_PIN})
+    suspended = activate(client, sign, pin=NEW_PIN)
     assert (suspended.status_code, error_code(suspended)) == (409, "pki.credential_unusable")
 
     actions = [(e.action, e.outcome.code, e.actor.id) for e in pin_events(settings)]
@@ -196,7 +178,7 @@ def test_the_holder_changes_their_own_pin(
     officer = as_holder(client, credential)
     changed = client.put(path, json={"pin": NEW_PIN})
     assert changed.status_code == 200, changed.text
-    old = client.post(f"/test/sign/{credential['id']}", json={"pin": PIN})
+    old = activate(client, pin_only(client, credential), pin=PIN)
     assert (old.status_code, error_code(old)) == (403, "pki.pin_invalid")
     assert [(e.action, e.actor.id) for e in pin_events(settings)] == [
         (Action.PIN_SET, "user:test-sysadmin"),
@@ -282,4 +264,4 @@ def test_pin_administration_refuses_callers_not_signed_in_or_not_allowed(
         assert (answer.status_code, error_code(answer)) == (403, "access.forbidden"), target
         assert NEW_PIN not in answer.text
     as_holder(client, credential)
-    assert client.post(f"/test/sign/{credential['id']}", json={"pin": PIN}).status_code == 200
+    assert activate(client, pin_only(client, credential), pin=PIN).status_code == 200

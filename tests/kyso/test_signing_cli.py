@@ -39,6 +39,7 @@ from audit.store import audit_entries
 from bench.signer_bench import one_page_pdf
 from hsm import BlockingSessionPool
 from kyso import db
+from kyso.access import factors
 from kyso.demo import DEMO_PIN
 from kyso.pki_service import make_authority
 from pki.authority import Authority
@@ -127,6 +128,9 @@ def demo(softhsm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Demo:
     image = made.ok("officer", "signature-image", str(officer["id"]), "signature.png").stdout
     assert hashlib.sha256(blue_signature_png()).hexdigest() in image
     made.ok("unit", "seal-image", str(made.unit), "seal.png")
+    # The tests sign many times a minute; a one-time code serves once per 30 s step
+    # (test_a_pin_otp_credential_needs_its_holders_code puts the code back for itself).
+    made.ok("officer", "activation", str(made.officer), "--policy", "pin")
     return made
 
 
@@ -261,6 +265,31 @@ def test_sign_invisible_and_visible_validate_everywhere(demo: Demo) -> None:
         (demo.root / "draft.pdf").read_bytes()
     )
     assert all(DEMO_PIN not in output for output in demo.outputs)
+
+
+def test_a_pin_otp_credential_needs_its_holders_code(demo: Demo) -> None:
+    """Under ``pin+otp`` the console asks for the officer's one-time code as well as the
+    PIN: refused without it (no terminal to ask on), with a wrong code or with a code
+    already used; signed with a fresh one."""
+    officer = str(demo.officer)
+    accounts = json.loads((demo.root / "data" / "demo.json").read_text("utf-8"))["accounts"]
+    secret = next(a["totp_secret"] for a in accounts if a["username"] == "anh.nv")
+    command = ("sign", "draft.pdf", "--credential", officer, "--pin-file", "pin.txt")
+    demo.ok("officer", "activation", officer, "--policy", "pin+otp")
+    try:
+        missing = demo.run(*command, "-o", "otp.pdf")
+        assert missing.returncode != 0
+        code = factors.totp_now(secret)
+        wrong = demo.run(*command, "-o", "otp.pdf", "--otp", f"{(int(code) + 1) % 10**6:06d}")
+        assert_one_line_error(wrong, "access.otp_invalid")
+        assert not (demo.root / "otp.pdf").exists()
+        demo.ok(*command, "-o", "otp.pdf", KYSO_OTP=code)
+        assert (demo.root / "otp.pdf").exists()
+        replayed = demo.run(*command, "-o", "otp-again.pdf", "--otp", code)
+        assert_one_line_error(replayed, "access.otp_invalid")
+        assert not (demo.root / "otp-again.pdf").exists()
+    finally:
+        demo.ok("officer", "activation", officer, "--policy", "pin")
 
 
 def test_batch_signs_each_document_once(demo: Demo) -> None:
