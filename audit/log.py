@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +45,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.errors import EventError, EventFailure, LogError, LogFailure, ProofError
-from audit.events import MAX_LEAF_BYTES, Action, Actor, AuditEvent, Outcome
+from audit.events import (
+    MAX_LEAF_BYTES,
+    Action,
+    Actor,
+    AuditEvent,
+    DetailValue,
+    Outcome,
+    Subject,
+)
 from audit.merkle import (
     EMPTY_ROOT,
     Coordinate,
@@ -66,6 +74,7 @@ from audit.store import (
     audit_leaves,
     audit_nodes,
     audit_pending,
+    aware,
 )
 from audit.verify import VerificationReport, check_log
 
@@ -363,6 +372,31 @@ class AuditLog:
         self._signer = signer
 
     # -- admission ---------------------------------------------------------------------------
+
+    @staticmethod
+    def append_event(
+        connection: Connection,
+        action: Action,
+        actor: Actor,
+        details: Mapping[str, DetailValue],
+        *,
+        subject: Subject | None = None,
+        outcome: Outcome | None = None,
+        time: datetime | None = None,
+    ) -> int:
+        """The event of an operation (successful unless ``outcome`` says otherwise, at
+        ``time`` or now), admitted in the operation's own transaction: :meth:`append`."""
+        return AuditLog.append(
+            connection,
+            AuditEvent(
+                time=time or datetime.now(UTC),
+                action=action,
+                actor=actor,
+                outcome=outcome or Outcome(success=True),
+                subject=subject or Subject(),
+                details=details,
+            ),
+        )
 
     @staticmethod
     def append(connection: Connection, event: AuditEvent) -> int:
@@ -704,9 +738,7 @@ class AuditLog:
 
 
 def _stored_checkpoint(row: Row[Any]) -> StoredCheckpoint:
-    created_at: datetime = row.created_at
-    if created_at.tzinfo is None:  # SQLite keeps no offset; the log writes UTC
-        created_at = created_at.replace(tzinfo=UTC)
+    created_at = aware(row.created_at)
     return StoredCheckpoint(
         size=int(row.size),
         root_hash=bytes(row.root_hash),

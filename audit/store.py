@@ -38,6 +38,8 @@ may drop a trigger, so the runtime role cannot switch the protection off.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -148,6 +150,12 @@ audit_checkpoints = Table(
 # -- append-only triggers ------------------------------------------------------------------
 
 _PG_FUNCTION = "audit_append_only"
+
+
+def aware(moment: datetime) -> datetime:
+    """A time read back from a timezone-aware column: SQLite hands back naive datetimes, and
+    Kyso stores UTC only."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _sqlite_trigger_names(table: str) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -34,8 +34,9 @@ from pyhanko_certvalidator.errors import PathError, ValidationError
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from audit.events import Action, Actor, AuditEvent, DetailValue, Outcome, Subject
+from audit.events import Action, Actor, DetailValue, Outcome, Subject
 from audit.log import AuditLog
+from audit.store import aware
 from hsm import BlockingSessionPool, KeyInfo, KeySpec
 from pki import pins
 from pki.certificates import (
@@ -397,7 +398,7 @@ class Authority:
     def record_change(self, actor: Actor, change: str, **details: DetailValue) -> None:
         """Audit a PKI configuration change made outside the database (the trust store)."""
         with self._engine.begin() as connection:
-            _record(
+            AuditLog.append_event(
                 connection,
                 Action.CONFIGURATION_CHANGED,
                 actor,
@@ -453,7 +454,7 @@ class Authority:
                 raise ConflictError(
                     f"a unit with code {code!r} or this name under the same parent exists"
                 ) from ex
-            _record(
+            AuditLog.append_event(
                 connection,
                 Action.CONFIGURATION_CHANGED,
                 actor,
@@ -522,7 +523,7 @@ class Authority:
                 ).scalar_one()
             except IntegrityError as ex:
                 raise ConflictError("a person with this CCCD number is already registered") from ex
-            _record(
+            AuditLog.append_event(
                 connection,
                 Action.OFFICER_ENROLLED,
                 actor,
@@ -828,7 +829,7 @@ class Authority:
             .returning(pki_credentials.c.id)
         ).scalar_one()
         if new_key:
-            _record(
+            AuditLog.append_event(
                 connection,
                 Action.KEY_GENERATED,
                 actor,
@@ -869,7 +870,7 @@ class Authority:
                 created_at=_now(),
             )
         )
-        _record(
+        AuditLog.append_event(
             connection,
             Action.CERTIFICATE_ISSUED,
             actor,
@@ -1049,7 +1050,7 @@ class Authority:
         # Every status change moves the generation, an external certificate's too: signing
         # caches trust a credential they checked until it moves.
         connection.execute(update(pki_state).values(generation=pki_state.c.generation + 1))
-        _record(
+        AuditLog.append_event(
             connection,
             action,
             actor,
@@ -1086,7 +1087,7 @@ class Authority:
                 .values(pin_hash=pin_hash, pin_failures=0)
             ).rowcount
             if changed == 1:
-                _record(
+                AuditLog.append_event(
                     connection,
                     Action.PIN_SET,
                     actor,
@@ -1183,7 +1184,7 @@ class Authority:
             ).scalar()
             if failures is not None:
                 remaining = max(0, pins.MAX_FAILURES - failures)
-                _record(
+                AuditLog.append_event(
                     connection,
                     Action.PIN_FAILED,
                     actor,
@@ -1201,7 +1202,7 @@ class Authority:
                         .where(pki_credentials.c.id == credential_id)
                         .values(pin_locked_at=_now())
                     )
-                    _record(
+                    AuditLog.append_event(
                         connection,
                         Action.PIN_LOCKED,
                         actor,
@@ -1225,7 +1226,7 @@ class Authority:
     ) -> NoReturn:
         """Audit a try on a locked credential (not counted) and refuse it."""
         with self._engine.begin() as connection:
-            _record(
+            AuditLog.append_event(
                 connection,
                 Action.PIN_FAILED,
                 actor,
@@ -1262,7 +1263,7 @@ class Authority:
                 .where(pki_credentials.c.id == credential_id)
                 .values(**values)
             )
-            _record(
+            AuditLog.append_event(
                 connection,
                 Action.PIN_UNLOCKED,
                 actor,
@@ -1354,7 +1355,7 @@ class Authority:
         revoked = [
             RevokedEntry(
                 serial=int(row.serial, 16),
-                revoked_at=_aware(row.revoked_at),
+                revoked_at=aware(row.revoked_at),
                 reason=RevocationReason(row.reason),
             )
             for row in connection.execute(
@@ -1409,8 +1410,8 @@ class Authority:
         row = self._latest_crl(kind)
         now = _now()
         if row is not None:
-            this_update = _aware(row.this_update)
-            next_update = _aware(row.next_update)
+            this_update = aware(row.this_update)
+            next_update = aware(row.next_update)
             if now < this_update + (next_update - this_update) / 2:
                 return bytes(row.der)
         try:
@@ -1443,7 +1444,7 @@ class Authority:
         if row.status == CertificateStatus.GOOD.value:
             return GOOD
         return CertStatus(
-            state=CertState.REVOKED, revoked_at=_aware(row.revoked_at), reason=row.reason
+            state=CertState.REVOKED, revoked_at=aware(row.revoked_at), reason=row.reason
         )
 
     def ocsp_responder(self) -> OcspResponder:
@@ -1552,31 +1553,6 @@ def _validated_chain(
     return list(path.iter_certs(include_root=True))[-2::-1]
 
 
-def _record(
-    connection: Connection,
-    action: Action,
-    actor: Actor,
-    *,
-    details: Mapping[str, DetailValue],
-    subject: Subject | None = None,
-    outcome: Outcome | None = None,
-) -> None:
-    """The audit event of an operation (successful unless ``outcome`` says otherwise), in
-    the operation's own transaction."""
-    subject = subject or Subject()
-    AuditLog.append(
-        connection,
-        AuditEvent(
-            time=datetime.now(UTC),
-            action=action,
-            actor=actor,
-            outcome=outcome or Outcome(success=True),
-            subject=subject,
-            details=details,
-        ),
-    )
-
-
 def _require_pin_holder(credential: Credential) -> None:
     """Only officer and seal credentials sign documents, and so have a signing PIN; one
     that will never sign again needs none."""
@@ -1594,11 +1570,6 @@ def _locked(credential_id: int) -> PinLockedError:
         f"the PIN of credential {credential_id} is locked after {pins.MAX_FAILURES} "
         "consecutive wrong PINs; an administrator must unlock it"
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _unit(row: Row[Any]) -> Unit:
@@ -1637,10 +1608,10 @@ def _credential(row: Row[Any]) -> Credential:
         external=bool(row.external),
         certificate=None if row.der is None else asn1_x509.Certificate.load(bytes(row.der)),
         serial=row.serial,
-        not_after=None if row.not_after is None else _aware(row.not_after),
+        not_after=None if row.not_after is None else aware(row.not_after),
         replaces_id=row.replaces_id,
         chain=() if row.chain is None else tuple(load_certificates(bytes(row.chain))),
         pin_set=row.pin_hash is not None,
         pin_failures=row.pin_failures,
-        pin_locked_at=None if row.pin_locked_at is None else _aware(row.pin_locked_at),
+        pin_locked_at=None if row.pin_locked_at is None else aware(row.pin_locked_at),
     )

@@ -45,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit.errors import AuditError
 from audit.events import Actor
+from audit.store import aware
 from hsm import HsmError
 from pki.authority import Credential
 from pki.errors import PkiError
@@ -415,8 +416,8 @@ class BatchRunner:
             action=BatchAction(row.action),
             credential_id=row.credential_id,
             status=BatchStatus(row.status),
-            created_at=_aware(row.created_at),
-            finished_at=None if row.finished_at is None else _aware(row.finished_at),
+            created_at=aware(row.created_at),
+            finished_at=None if row.finished_at is None else aware(row.finished_at),
             items=tuple(
                 BatchItem(
                     position=item.position,
@@ -740,8 +741,3 @@ def _batch_id(value: object) -> str:
         if _ID.fullmatch(normalised):
             return normalised
     raise BatchNotFoundError(f"no batch {value!r:.40}")
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -54,8 +54,9 @@ from sqlalchemy import Connection, Engine, Row, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from audit.events import Action, Actor, AuditEvent, DetailValue, Outcome, Subject
+from audit.events import Action, Actor, DetailValue, Subject
 from audit.log import AuditLog
+from audit.store import aware
 from pki.authority import Authority, Credential
 from pki.errors import NotFoundError
 from pki.store import CredentialKind, pki_units
@@ -984,7 +985,7 @@ class DocumentRegistry:
             # Numbers follow the order of issue even if this process's clock is behind the
             # one that issued the number before (or was read before that one committed).
             if previous is not None:
-                issued_at = max(issued_at, _aware(previous).astimezone(VIETNAM_TIME))
+                issued_at = max(issued_at, aware(previous).astimezone(VIETNAM_TIME))
         return _Plan(
             document_id=document_id,
             unit_id=row.unit_id,
@@ -1221,9 +1222,9 @@ class DocumentRegistry:
             number=row.number,
             year=row.year,
             issued_at=(
-                None if row.issued_at is None else _aware(row.issued_at).astimezone(VIETNAM_TIME)
+                None if row.issued_at is None else aware(row.issued_at).astimezone(VIETNAM_TIME)
             ),
-            created_at=_aware(row.created_at),
+            created_at=aware(row.created_at),
             officer_credential_id=row.officer_credential_id,
             seal_credential_id=row.seal_credential_id,
             verify_url=self.verify_url(row.id),
@@ -1233,7 +1234,7 @@ class DocumentRegistry:
                     kind=RevisionKind(r.kind),
                     sha256=r.sha256,
                     size=r.size,
-                    created_at=_aware(r.created_at),
+                    created_at=aware(r.created_at),
                     credential_id=r.credential_id,
                 )
                 for r in revisions
@@ -1270,24 +1271,9 @@ def _audit(
     subject: Subject,
     **details: DetailValue,
 ) -> None:
-    AuditLog.append(
-        connection,
-        AuditEvent(
-            time=now,
-            action=action,
-            actor=actor,
-            outcome=Outcome(success=True),
-            subject=subject,
-            details=details,
-        ),
-    )
+    AuditLog.append_event(connection, action, actor, details, subject=subject, time=now)
 
 
 def _issue_time(moment: datetime) -> datetime:
     """A time of issue as documents show it: +07:00, whole seconds."""
     return moment.astimezone(VIETNAM_TIME).replace(microsecond=0)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

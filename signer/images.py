@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, insert, select
 
-from audit.events import Action, Actor, AuditEvent, Outcome, Subject
+from audit.events import Action, Actor
 from audit.log import AuditLog
 from signer.blobs import BlobStore
 from signer.stamps import load_png
@@ -40,20 +40,12 @@ class StampImages:
                     kind=kind.value, owner_id=owner_id, sha256=sha256, updated_at=now
                 )
             )
-            AuditLog.append(
+            AuditLog.append_event(
                 connection,
-                AuditEvent(
-                    time=now,
-                    action=Action.CONFIGURATION_CHANGED,
-                    actor=actor,
-                    outcome=Outcome(success=True),
-                    subject=Subject(),
-                    details={
-                        "change": f"stamp_image.{kind.value}",
-                        "owner_id": owner_id,
-                        "sha256": sha256,
-                    },
-                ),
+                Action.CONFIGURATION_CHANGED,
+                actor,
+                {"change": f"stamp_image.{kind.value}", "owner_id": owner_id, "sha256": sha256},
+                time=now,
             )
         return sha256
 

@@ -33,6 +33,8 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from audit.events import Action, Actor, Outcome
+from audit.log import AuditLog
+from audit.store import aware
 from kyso.access import factors
 from kyso.access.model import (
     AccessError,
@@ -41,7 +43,7 @@ from kyso.access.model import (
     Principal,
     Role,
 )
-from kyso.access.store import AccessStore, User, as_aware, audit_event
+from kyso.access.store import AccessStore, User
 from kyso.tables import access_activation, access_sads
 from pki.authority import Authority, Credential
 from pki.errors import PinRequiredError
@@ -233,7 +235,7 @@ class SignatureActivation:
                     set_={**values, "changed_at": now},
                 )
             )
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.CONFIGURATION_CHANGED,
                 actor,
@@ -319,7 +321,7 @@ class SignatureActivation:
                     expires_at=expires,
                 )
             )
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.SAD_ISSUED,
                 actor,
@@ -421,7 +423,7 @@ class SignatureActivation:
             reason = "unknown"
         elif row.used_at is not None:
             reason = "used"
-        elif as_aware(row.expires_at) <= now:
+        elif aware(row.expires_at) <= now:
             reason = "expired"
         elif row.credential_id != credential_id:
             reason = "other_credential"
@@ -439,7 +441,7 @@ class SignatureActivation:
                     .values(used_at=now)
                 ).rowcount
                 if used == 1:
-                    audit_event(
+                    AuditLog.append_event(
                         connection,
                         Action.SAD_USED,
                         actor,
@@ -455,7 +457,7 @@ class SignatureActivation:
 
     def _refused(self, actor: Actor, credential_id: int, step: str, reason: str) -> None:
         with self._engine.begin() as connection:
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.SAD_REFUSED,
                 actor,

@@ -22,8 +22,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from audit.events import Action, Actor, AuditEvent, Outcome
+from audit.events import Action, Actor, Outcome
 from audit.log import AuditLog
+from audit.store import aware
 from kyso.access import factors
 from kyso.access.model import (
     AccessConflictError,
@@ -174,7 +175,7 @@ class AccessStore:
                 raise AccessConflictError(f"the username {username!r} is taken") from ex
             assert inserted is not None
             user_id = inserted[0]
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.USER_CHANGED,
                 actor,
@@ -233,7 +234,7 @@ class AccessStore:
             ).rowcount
             if changed != 1:
                 raise InvalidLoginError(_REFUSED)
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.LOGIN_SUCCEEDED,
                 Actor(id=f"user:{name}", role=row.role),
@@ -262,7 +263,7 @@ class AccessStore:
                     ).rowcount
                     details["locked"] = bool(locked)
             actor = Actor(id=f"user:{username[:60]}") if username else Actor()
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.LOGIN_FAILED,
                 actor,
@@ -350,7 +351,9 @@ class AccessStore:
             ).rowcount
             if changed != 1:
                 raise AccessNotFoundError(f"no account {username!r}")
-            audit_event(connection, Action.USER_CHANGED, actor, {**details, "username": username})
+            AuditLog.append_event(
+                connection, Action.USER_CHANGED, actor, {**details, "username": username}
+            )
             return _user(_user_row(connection, username=username))
 
     def _check_unit_and_person(
@@ -442,14 +445,14 @@ class AccessStore:
                 row is None
                 or row.kind != kind
                 or row.revoked_at is not None
-                or as_aware(row.expires_at) <= self._clock()
+                or aware(row.expires_at) <= self._clock()
             ):
                 return None
             user = _user(_user_row(connection, user_id=row.user_id))
         if user.locked or user.disabled:
             return None
         return Session(
-            user=user, kind=row.kind, csrf_hash=row.csrf_hash, expires_at=as_aware(row.expires_at)
+            user=user, kind=row.kind, csrf_hash=row.csrf_hash, expires_at=aware(row.expires_at)
         )
 
     def end_session(self, secret: str, actor: Actor) -> bool:
@@ -464,7 +467,9 @@ class AccessStore:
                 .values(revoked_at=self._clock())
             ).rowcount
             if ended:
-                audit_event(connection, Action.SESSION_ENDED, actor, {"change": "signed_out"})
+                AuditLog.append_event(
+                    connection, Action.SESSION_ENDED, actor, {"change": "signed_out"}
+                )
         return bool(ended)
 
     # -- service clients ------------------------------------------------------------------
@@ -497,7 +502,7 @@ class AccessStore:
                     created_at=self._clock(),
                 )
             )
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.CLIENT_CHANGED,
                 actor,
@@ -533,7 +538,7 @@ class AccessStore:
             row is not None
             and row.previous_secret_hash is not None
             and row.previous_valid_until is not None
-            and as_aware(row.previous_valid_until) > self._clock()
+            and aware(row.previous_valid_until) > self._clock()
             and factors.digests_match(row.previous_secret_hash, secret)
         )
         if row is None or row.revoked_at is not None or not (current or previous):
@@ -560,7 +565,7 @@ class AccessStore:
                     rotated_at=now,
                 )
             )
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.CLIENT_CHANGED,
                 actor,
@@ -584,7 +589,7 @@ class AccessStore:
             ).rowcount
             if changed != 1:
                 raise AccessNotFoundError(f"no active client {client_id!r}")
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.CLIENT_CHANGED,
                 actor,
@@ -595,7 +600,7 @@ class AccessStore:
     def record_grant(self, client: Client, scopes: frozenset[Scope]) -> None:
         """Audit an access token issued to ``client`` for ``scopes``."""
         with self._engine.begin() as connection:
-            audit_event(
+            AuditLog.append_event(
                 connection,
                 Action.ACCESS_GRANTED,
                 client.principal().actor(),
@@ -631,7 +636,7 @@ def _user(row: Any) -> User:
         person_id=row.person_id,
         locked=row.locked_at is not None,
         disabled=row.disabled_at is not None,
-        created_at=as_aware(row.created_at),
+        created_at=aware(row.created_at),
     )
 
 
@@ -643,31 +648,6 @@ def _client(row: Any) -> Client:
         unit_id=row.unit_id,
         scopes=parse_scopes(row.scopes),
         revoked=row.revoked_at is not None,
-        created_at=as_aware(row.created_at),
-        rotated_at=as_aware(row.rotated_at) if row.rotated_at else None,
-    )
-
-
-def as_aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; Kyso stores UTC only.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def audit_event(
-    connection: Connection,
-    action: Action,
-    actor: Actor,
-    details: dict[str, Any],
-    *,
-    outcome: Outcome | None = None,
-) -> None:
-    AuditLog.append(
-        connection,
-        AuditEvent(
-            time=datetime.now(UTC),
-            action=action,
-            actor=actor,
-            outcome=outcome or Outcome(success=True),
-            details=details,
-        ),
+        created_at=aware(row.created_at),
+        rotated_at=aware(row.rotated_at) if row.rotated_at else None,
     )
