@@ -95,12 +95,8 @@ class CscService:
             client = self._access.client(principal.id.removeprefix("client:"))
             if client is None:
                 return []
-            found = [
-                c
-                for c in self._authority.credentials()
-                if c.kind is CredentialKind.SEAL
-                and self._activation.bound_client_id(c.id) == client.id
-            ]
+            bound = self._activation.bound_seals(client.id)
+            found = [c for c in self._authority.credentials() if c.id in bound]
         else:
             user = self._access.user(principal.id.removeprefix("user:"))
             if user.role is Role.OFFICER and user.person_id is not None:

@@ -367,12 +367,7 @@ def _describe_client(authority: Authority, access: AccessStore) -> dict[str, Any
         "client_secret": DEMO_CLIENT_SECRET,
         "scopes": format_scopes(client.scopes),
         "token_url": f"{authority.config.public_url}/oauth/token",
-        "seal_credential_ids": [
-            credential.id
-            for credential in _demo_credentials(authority)
-            if credential.kind is CredentialKind.SEAL
-            and activation.bound_client_id(credential.id) == client.id
-        ],
+        "seal_credential_ids": sorted(activation.bound_seals(client.id)),
     }
 
 

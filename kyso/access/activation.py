@@ -252,6 +252,17 @@ class SignatureActivation:
             ).scalar()
         return int(value) if value is not None else None
 
+    def bound_seals(self, client_id: int) -> set[int]:
+        """The ids of the seal credentials bound to the service client ``client_id``."""
+        with self._engine.connect() as connection:
+            return set(
+                connection.execute(
+                    select(access_activation.c.credential_id).where(
+                        access_activation.c.client_id == client_id
+                    )
+                ).scalars()
+            )
+
     def _signing_credential(self, credential_id: int) -> Credential:
         credential = self._authority.credential(credential_id)
         if credential.kind not in (CredentialKind.OFFICER, CredentialKind.SEAL):
