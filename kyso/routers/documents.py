@@ -29,6 +29,7 @@ from kyso.routers.signing import (
     IdempotencyKey,
     PlacementBody,
     SigningDep,
+    inline_activation_rate,
     to_placement,
 )
 from signer.documents import MAX_LISTED, Document, DraftMetadata
@@ -107,6 +108,7 @@ async def upload(
     dependencies=SIGN_RATE,
 )
 async def sign(
+    request: Request,
     document_id: DocumentId,
     body: Signature,
     signing: SigningDep,
@@ -115,6 +117,7 @@ async def sign(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     placement = to_placement(body.placement)
+    inline_activation_rate(request, principal, pin=body.pin, otp=body.otp)
 
     def run() -> Document:
         body.activate(activation, principal, Binding(document_ids=(document_id,)))
@@ -135,6 +138,7 @@ async def sign(
     dependencies=SIGN_RATE,
 )
 async def seal(
+    request: Request,
     document_id: DocumentId,
     body: Seal,
     signing: SigningDep,
@@ -142,6 +146,8 @@ async def seal(
     principal: AuthorisedDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
+    inline_activation_rate(request, principal, pin=body.pin, otp=body.otp)
+
     def run() -> Document:
         body.activate(activation, principal, Binding(document_ids=(document_id,)))
         return signing.registry.seal(

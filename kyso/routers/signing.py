@@ -261,6 +261,16 @@ def authorize_rate(request: Request, principal: AuthorisedDep) -> None:
     limit(request, "authorize", principal.id)
 
 
+def inline_activation_rate(
+    request: Request, principal: Principal, *, pin: object, otp: object
+) -> None:
+    """A signing request that proves the PIN (and code) itself is an activation too, and
+    counts against the same limit: the PIN locks after five wrong tries, and this bounds
+    the tries at a one-time code. A seal bound to the calling service proves nothing."""
+    if pin is not None or otp is not None:
+        authorize_rate(request, principal)
+
+
 @router.post(
     "/credentials/{credential_id}/authorize",
     summary="Activate a credential for exactly these documents or hashes (a SAD)",
@@ -435,6 +445,7 @@ def sign_once(
     responses={200: {"content": {"application/pdf": {}}, "description": "The signed PDF."}},
 )
 async def sign_pdf(
+    request: Request,
     runtime: RuntimeDep,
     signing: SigningDep,
     activation: ActivationDep,
@@ -466,6 +477,7 @@ async def sign_pdf(
     if audit is None:
         raise SigningUnavailableError("the audit log is not open; nothing is signed without it")
     placement = form_placement(visible=visible, field=field, page=page, rect=rect, anchor=anchor)
+    inline_activation_rate(request, principal, pin=pin, otp=otp)
     pdf = await file.read()
     chosen: Level = level or signing.settings.signing_level
     binding = Binding(hashes=(hashlib.sha256(pdf).digest(),), hash_algorithm="sha256")
@@ -521,8 +533,13 @@ BatchId = Annotated[str, Path(min_length=1, max_length=64)]
     response_model=dict[str, Any],
 )
 async def submit_batch(
-    body: NewBatch, activation: ActivationDep, batches: BatchesDep, principal: AuthorisedDep
+    request: Request,
+    body: NewBatch,
+    activation: ActivationDep,
+    batches: BatchesDep,
+    principal: AuthorisedDep,
 ) -> JSONResponse:
+    inline_activation_rate(request, principal, pin=body.pin, otp=body.otp)
     items = [
         BatchItemRequest(document_id=item.document_id, placement=to_placement(item.placement))
         for item in body.items

@@ -19,7 +19,7 @@ from kyso.access import factors
 from kyso.access.model import Scope
 from kyso.demo import DEMO_PIN, DEMO_TOTP_SECRETS
 from tests.conftest import TestToken
-from tests.kyso.identities import as_service, sign_in
+from tests.kyso.identities import SETUP, as_service, sign_in
 from tests.kyso.live import demo_service
 from tests.kyso.test_documents_http import audit_events, started
 from tests.kyso.test_pki_http import error_code
@@ -155,3 +155,32 @@ def test_rest_signing_needs_a_code_or_a_sad_for_exactly_what_it_signs(
         e.details.get("reason") for e in sad_events if e.action.value == "sad.refused"
     ]
     assert {"other_hashes", "used", "access.otp_invalid"} <= set(refused_steps)
+
+
+def test_inline_activations_count_against_the_activation_limit(
+    token: TestToken, tmp_path: Path, database_url: str
+) -> None:
+    """A signing request with the PIN in it is an activation: beyond the limit it gets 429
+    before anything is checked or signed. A service sealing with a seal bound to it proves
+    nothing in the request, so it is held to the signing limit only."""
+    settings, demo_file = demo_service(token, tmp_path, database_url, rate_authorize_per_minute=2)
+    demo = json.loads(demo_file.read_text(encoding="utf-8"))
+    other = demo["units"][1]
+    credential = next(p for p in other["people"] if p["role"] == "officer")["credential_ids"][0]
+    (seal,) = demo["service_client"]["seal_credential_ids"]
+    pdf = {"file": ("draft.pdf", draft_pdf(), "application/pdf")}
+    with started(settings) as client:
+        sign_in(client, "dung.lh")  # CAP-SG's officer: activated by the PIN alone
+        inline = {"credential_id": str(credential), "pin": DEMO_PIN}
+        answers = [client.post("/api/v1/sign", data=inline, files=pdf) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert int(answers[2].headers["Retry-After"]) >= 1
+        as_service(client, Scope.SEAL)
+        store = client.app.state.runtime.access  # type: ignore[attr-defined]
+        bound = client.app.state.runtime.activation  # type: ignore[attr-defined]
+        bound.bind_client(seal, store.clients()[-1].client_id, SETUP)
+        sealed = [
+            client.post("/api/v1/sign", data={"credential_id": str(seal)}, files=pdf)
+            for _ in range(3)
+        ]
+        assert [a.status_code for a in sealed] == [200] * 3
