@@ -14,6 +14,7 @@ from hsm.errors import (
     HsmOperationError,
     HsmPinIncorrectError,
     HsmPinLockedError,
+    HsmSealedDataError,
     HsmUnavailableError,
     HsmUnsupportedError,
 )
@@ -26,6 +27,7 @@ from hsm.pool import (
     SlotReport,
     TokenInfo,
 )
+from hsm.sealing import SecretKeyInfo
 from hsm.signing import HashAlg, SignScheme, default_scheme
 
 __all__ = [
@@ -40,12 +42,14 @@ __all__ = [
     "HsmOperationError",
     "HsmPinIncorrectError",
     "HsmPinLockedError",
+    "HsmSealedDataError",
     "HsmUnavailableError",
     "HsmUnsupportedError",
     "KeyInfo",
     "KeySpec",
     "ModuleInfo",
     "PinSource",
+    "SecretKeyInfo",
     "SelfTestResult",
     "SessionPool",
     "SignScheme",

@@ -92,3 +92,9 @@ class HsmOperationError(HsmError):
     """The token refused or failed an operation for another reason."""
 
     code = "hsm.operation_failed"
+
+
+class HsmSealedDataError(HsmInvalidRequestError):
+    """Sealed data did not open: changed bytes, another key, or other associated data."""
+
+    code = "hsm.sealed_data_invalid"

@@ -63,6 +63,15 @@ from hsm.keys import (
     public_key_der,
 )
 from hsm.module import Pkcs11Module, load_module
+from hsm.sealing import (
+    SECRET_CAPABILITIES,
+    SECRET_KEY_BITS,
+    SECRET_TEMPLATE,
+    SecretKeyInfo,
+    describe_secret,
+    seal_with,
+    unseal_with,
+)
 from hsm.signing import HashAlg, SignScheme, default_scheme, plan
 
 log = logging.getLogger("kyso.hsm")
@@ -136,13 +145,14 @@ class SelfTestResult:
 class _Session:
     """One open session, the module generation it belongs to, and its key handle cache."""
 
-    __slots__ = ("generation", "handle", "keys", "logged_in")
+    __slots__ = ("generation", "handle", "keys", "logged_in", "sealing_keys")
 
     def __init__(self, handle: pkcs11.Session, generation: int, *, logged_in: bool) -> None:
         self.handle = handle
         self.generation = generation
         self.logged_in = logged_in
         self.keys: dict[bytes, tuple[pkcs11.PrivateKey, KeyType]] = {}
+        self.sealing_keys: dict[str, pkcs11.SecretKey] = {}
 
 
 def _token_info(token: pkcs11.Token) -> TokenInfo:
@@ -635,6 +645,76 @@ class BlockingSessionPool:
         )
         return der.ecdsa_signature(signature) if how.der_ecdsa else signature
 
+    # -- sealing (secret keys) -------------------------------------------------------
+
+    def generate_secret_key(self, label: str) -> SecretKeyInfo:
+        """Generate an AES-256 sealing key on the token: sensitive, never extractable,
+        encrypt/decrypt only. Refused when a secret key already carries ``label``, since
+        :meth:`seal` would then refuse both."""
+        check_label(label)
+        wanted = (pkcs11.Mechanism.AES_KEY_GEN, pkcs11.Mechanism.AES_GCM)
+        mechanisms = self._run("info", lambda s: s.handle.token.slot.get_mechanisms())
+        if not all(m in mechanisms for m in wanted):
+            raise HsmUnsupportedError("the token cannot generate AES keys or seal with AES-GCM")
+
+        def generate(session: _Session) -> SecretKeyInfo:
+            if _secret_keys(session.handle, label):
+                raise HsmInvalidRequestError(f"a secret key labelled {label!r} exists already")
+            key = session.handle.generate_key(
+                KeyType.AES,
+                SECRET_KEY_BITS,
+                label=label,
+                id=secrets.token_bytes(16),
+                store=True,
+                capabilities=SECRET_CAPABILITIES,
+                template=dict(SECRET_TEMPLATE),
+            )
+            return describe_secret(key)
+
+        # Exclusive for the same reason as generate_key: SoftHSM writes the object file.
+        return self._run("generate", generate, exclusive=True)
+
+    def find_secret_key(self, label: str) -> SecretKeyInfo | None:
+        """The secret key labelled ``label``, usable or not; ``None`` when there is none."""
+        check_label(label)
+
+        def find(session: _Session) -> SecretKeyInfo | None:
+            found = _secret_keys(session.handle, label)
+            if len(found) > 1:
+                raise HsmKeyRefusedError(f"several secret keys are labelled {label!r}")
+            return describe_secret(found[0]) if found else None
+
+        return self._run("get", find)
+
+    def seal(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
+        """AES-GCM under the secret key ``label``: ``nonce || ciphertext || tag``, with a
+        fresh random nonce, so two seals of one plaintext differ."""
+        return self._run("seal", lambda s: seal_with(self._sealing_key(s, label), plaintext, aad))
+
+    def unseal(self, label: str, sealed: bytes, aad: bytes) -> bytes:
+        """The plaintext of :meth:`seal`'s output; :class:`HsmSealedDataError` when it was
+        changed or ``aad`` differs."""
+        return self._run("unseal", lambda s: unseal_with(self._sealing_key(s, label), sealed, aad))
+
+    def _sealing_key(self, session: _Session, label: str) -> pkcs11.SecretKey:
+        cached = session.sealing_keys.get(label)
+        if cached is not None:
+            return cached
+        check_label(label)
+        found = _secret_keys(session.handle, label)
+        if not found:
+            raise HsmKeyNotFoundError(f"no secret key labelled {label!r} on the token")
+        if len(found) > 1:
+            raise HsmKeyRefusedError(f"several secret keys are labelled {label!r}")
+        problems = describe_secret(found[0]).problems
+        if problems:
+            # As for signing keys: the attributes only ever get stricter, so cache a pass.
+            raise HsmKeyRefusedError(
+                f"secret key {label!r} is refused for sealing: {'; '.join(problems)}"
+            )
+        session.sealing_keys[label] = found[0]
+        return found[0]
+
     def selftest(self) -> list[SelfTestResult]:
         """Sign and verify (on the token) with every key; report refused keys."""
         results = []
@@ -675,6 +755,11 @@ def _verify_on_token(info: KeyInfo, payload: bytes, signature: bytes, session: _
         return bool(public.verify(data, signature, mechanism=pkcs11.Mechanism.RSA_PKCS))
     raw = pkcs11.util.ec.decode_ecdsa_signature(signature)
     return bool(public.verify(payload, raw, mechanism=pkcs11.Mechanism.ECDSA))
+
+
+def _secret_keys(handle: pkcs11.Session, label: str) -> list[pkcs11.SecretKey]:
+    found = handle.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})
+    return cast(list[pkcs11.SecretKey], list(found))
 
 
 def _translate(ex: pkcs11.PKCS11Error, operation: str) -> HsmError:

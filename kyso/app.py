@@ -31,7 +31,7 @@ from kyso import __version__, db
 from kyso.access.activation import SignatureActivation
 from kyso.access.limits import Limit, RateLimitedError, RateLimiter
 from kyso.access.store import AccessStore
-from kyso.access.tokens import TokenIssuer, find_token_key
+from kyso.access.tokens import HsmSealer, TokenIssuer, find_token_key
 from kyso.audit_service import (
     adopt_audit_key,
     checkpoint_forever,
@@ -388,7 +388,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         verification = VerificationService(
             settings=settings, authority=authority, trust=pki.trust, audit=audit_log
         )
-        access = AccessStore(engine)
+        access = AccessStore(engine, sealer=HsmSealer(pool.blocking))
         activation = SignatureActivation(engine=engine, authority=authority, access=access)
         token_key = find_token_key(keys or [])
         access_tokens = (

@@ -55,7 +55,7 @@ from kyso.access.model import (
     parse_scopes,
 )
 from kyso.access.store import ROTATION_GRACE, AccessStore, Client, User
-from kyso.access.tokens import ensure_token_key
+from kyso.access.tokens import HsmSealer, ensure_secrets_key, ensure_token_key
 from kyso.audit_service import open_audit_log, record_key_generated
 from kyso.audit_signer import HsmNoteSigner, ensure_audit_key
 from kyso.demo import create_demo
@@ -211,6 +211,18 @@ def init(
                 record_key(engine, token.serial, token_key)
             state = "created" if created else "present"
             typer.echo(f"access-token key: {token_key.key_id.hex()} (ec-p256) {state}")
+            secrets_key, created = ensure_secrets_key(pool)
+            if created:
+                with engine.begin() as connection:
+                    AuditLog.append_event(
+                        connection,
+                        Action.KEY_GENERATED,
+                        cli_actor(),
+                        {"label": secrets_key.label, "spec": "aes-256"},
+                        subject=Subject(key_id=secrets_key.key_id.hex()),
+                    )
+            state = "created" if created else "present"
+            typer.echo(f"access-secrets key: {secrets_key.key_id.hex()} (aes-256) {state}")
             authority = make_authority(current, engine, pool)
             created_kinds = authority.ensure_hierarchy(cli_actor())
             for kind in (
@@ -223,7 +235,10 @@ def init(
                 typer.echo(f"{kind.value}: {made}")
             if demo:
                 path = current.data_path / "demo.json"
-                typer.echo(f"demo: {create_demo(authority, cli_actor(), path)} ({path})")
+                outcome = create_demo(authority, cli_actor(), path, sealer=HsmSealer(pool))
+                typer.echo(f"demo: {outcome} ({path})")
+            sealed = AccessStore(engine, sealer=HsmSealer(pool)).seal_clear_secrets()
+            typer.echo(f"second-factor secrets: {sealed} sealed now")
             keys = pool.list_keys()
             refused = report_key_problems(keys)
             typer.echo(f"keys: {len(keys)} on the token, {len(refused)} refused for signing")
@@ -569,6 +584,22 @@ def open_authority() -> Iterator[Authority]:
         db.check(engine)
         with open_pool() as pool:
             yield make_authority(current, engine, pool)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def open_activation() -> Iterator[SignatureActivation]:
+    current = settings()
+    engine = db.make_engine(current.sqlalchemy_url)
+    try:
+        db.check(engine)
+        with open_pool() as pool:
+            yield SignatureActivation(
+                engine=engine,
+                authority=make_authority(current, engine, pool),
+                access=AccessStore(engine, sealer=HsmSealer(pool)),
+            )
     finally:
         engine.dispose()
 
@@ -931,10 +962,7 @@ def officer_activation(
 ) -> None:
     """Show, or set, how a credential is activated for signing: by its PIN, or by its PIN
     and the holder's one-time code (the default for officers' credentials); audited."""
-    with open_authority() as authority:
-        activation = SignatureActivation(
-            engine=authority.engine, authority=authority, access=AccessStore(authority.engine)
-        )
+    with open_activation() as activation:
         if policy is not None:
             activation.set_policy(credential_id, policy, cli_actor())
         typer.echo(
@@ -952,10 +980,7 @@ def unit_seal_client(
 ) -> None:
     """Let one service client seal with a unit's seal credential without a PIN (automated
     sealing), or take that right back; audited. Never possible for an officer's credential."""
-    with open_authority() as authority:
-        activation = SignatureActivation(
-            engine=authority.engine, authority=authority, access=AccessStore(authority.engine)
-        )
+    with open_activation() as activation:
         activation.bind_client(credential_id, client_id, cli_actor())
     typer.echo(
         f"seal {credential_id}\t{'bound to ' + client_id if client_id else 'bound to no client'}"
@@ -1112,7 +1137,9 @@ def open_signing() -> Iterator[SigningSession]:
             authority = make_authority(current, engine, pool)
             signing = make_signing(current, engine, pool, PkiServices(authority, current))
             activation = SignatureActivation(
-                engine=engine, authority=authority, access=AccessStore(engine)
+                engine=engine,
+                authority=authority,
+                access=AccessStore(engine, sealer=HsmSealer(pool)),
             )
             yield SigningSession(
                 signing=signing, authority=authority, engine=engine, activation=activation
@@ -2101,7 +2128,9 @@ def open_access() -> Iterator[AccessSession]:
     engine = db.make_engine(current.sqlalchemy_url)
     try:
         db.check(engine)
-        yield AccessSession(store=AccessStore(engine), engine=engine)
+        # Accounts' second-factor secrets are sealed by a key on the HSM.
+        with open_pool() as pool:
+            yield AccessSession(store=AccessStore(engine, sealer=HsmSealer(pool)), engine=engine)
     finally:
         engine.dispose()
 

@@ -24,7 +24,7 @@ from audit.events import Actor
 from kyso.access import factors
 from kyso.access.activation import ActivationPolicy, SignatureActivation
 from kyso.access.model import Role, format_scopes, parse_scopes
-from kyso.access.store import AccessStore, Client
+from kyso.access.store import AccessStore, Client, SecretSealer
 from pki.authority import Authority, Credential
 from pki.store import CredentialKind, CredentialStatus, PersonRole, UnitKind
 
@@ -131,9 +131,12 @@ def _demo_accounts() -> tuple[DemoAccount, ...]:
 DEMO_ACCOUNTS = _demo_accounts()
 
 
-def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
+def create_demo(
+    authority: Authority, actor: Actor, path: Path, *, sealer: SecretSealer | None = None
+) -> str:
     """Create what is missing of the demo and write ``path``; returns "created" (anything
-    was) or "present"."""
+    was) or "present". ``kyso init`` passes the HSM ``sealer`` of the accounts' TOTP
+    secrets; without it (tests on a bare database) they are stored in clear."""
     existing = {unit.code: unit for unit in authority.units()}
     created = MINISTRY[0] not in existing
     if created:
@@ -184,7 +187,7 @@ def create_demo(authority: Authority, actor: Actor, path: Path) -> str:
         # Also a demo made before credentials had PINs.
         if not credential.pin_set and credential.status is CredentialStatus.ACTIVE:
             authority.set_pin(credential.id, DEMO_PIN, actor)
-    access = AccessStore(authority.engine)
+    access = AccessStore(authority.engine, sealer=sealer)
     accounts_created = _ensure_accounts(authority, access, actor)
     client_created = _ensure_client(authority, access, actor)
     activation = SignatureActivation(engine=authority.engine, authority=authority, access=access)

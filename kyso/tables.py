@@ -50,7 +50,12 @@ access_users = Table(
     Column("unit_id", _Id, ForeignKey(pki_units.c.id), nullable=True, comment="null: whole system"),
     Column("person_id", _Id, ForeignKey(pki_people.c.id), nullable=True),
     Column("password_hash", String(256), nullable=False, comment="argon2id PHC string"),
-    Column("totp_secret", String(64), nullable=False, comment="RFC 6238 secret, base32"),
+    Column(
+        "totp_secret",
+        String(256),
+        nullable=False,
+        comment="RFC 6238 secret: v1: + base64 of it sealed on the HSM, or base32 (legacy)",
+    ),
     Column("totp_last_step", BigInteger, nullable=True, comment="last accepted time step"),
     Column("failed_logins", Integer, nullable=False),
     Column("locked_at", DateTime(timezone=True), nullable=True),

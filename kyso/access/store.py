@@ -5,6 +5,11 @@ code. Wrong tries are counted; after :data:`MAX_LOGIN_FAILURES` in a row the acc
 locked until an administrator unlocks it. Every refusal says the same thing, whatever was
 wrong, so that no answer tells whether an account exists, and costs one password hash.
 
+A TOTP secret is stored sealed (AES-GCM) by a key on the HSM when the store has a
+:class:`SecretSealer`, as every production store does: a database dump alone gives no
+one-time code away. Each sealed secret is bound to its account's username (which never
+changes), so that one copied to another account's row does not open there.
+
 A service client authenticates with its ``client_id`` and a random secret, of which only
 the SHA-256 is stored; a rotation keeps the previous secret working for a grace period
 so that the client can be redeployed without downtime; a revocation ends it at once.
@@ -12,12 +17,15 @@ so that the client can be redeployed without downtime; a revocation ends it at o
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +36,7 @@ from audit.store import aware
 from kyso.access import factors
 from kyso.access.model import (
     AccessConflictError,
+    AccessError,
     AccessNotFoundError,
     InvalidAccessInputError,
     InvalidClientError,
@@ -40,6 +49,8 @@ from kyso.access.model import (
 )
 from kyso.tables import access_clients, access_sessions, access_users
 from pki.store import pki_people, pki_units
+
+log = logging.getLogger("kyso.accounts")
 
 MAX_LOGIN_FAILURES = 5
 """Wrong tries in a row that lock an account (an administrator unlocks it)."""
@@ -56,6 +67,34 @@ ROTATION_GRACE = timedelta(hours=24)
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}", re.ASCII)
 _CLIENT_NAME_MAX = 128
 _REFUSED = "wrong username, password or code, or the account may not sign in"
+
+SEALED_PREFIX = "v1:"
+"""Marks a sealed TOTP secret (``v1:`` + base64 of nonce, ciphertext and tag); a clear
+base32 secret never holds a colon."""
+
+
+class SecretSealer(Protocol):
+    """Seals short secrets with a key the database never sees (on the HSM in production)."""
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """``plaintext`` sealed and bound to ``aad``; a fresh nonce every time."""
+        ...
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes | None:
+        """The plaintext, or ``None`` when ``sealed`` does not open with ``aad`` (changed,
+        or moved from another account). An unreachable key raises its own error."""
+        ...
+
+
+class SealerMissingError(AccessError):
+    """A secret cannot be sealed or opened: the store was built without a sealer (a
+    construction site that forgot it), or the sealing key is not on the token."""
+
+    code = "access.sealer_missing"
+
+
+def _totp_aad(username: str) -> bytes:
+    return b"kyso totp " + username.encode("ascii")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,9 +165,18 @@ class OpenedSession:
 class AccessStore:
     """Accounts, sessions and clients in the database; audit events in the same transaction."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        sealer: SecretSealer | None = None,
+    ) -> None:
+        """Without ``sealer`` TOTP secrets are stored in clear: for tests on a bare
+        database only; every production store passes the HSM sealer."""
         self._engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._sealer = sealer
 
     # -- people ---------------------------------------------------------------------------
 
@@ -154,6 +202,7 @@ class AccessStore:
             raise InvalidAccessInputError("a system admin has no unit; every other role has one")
         password_hash = factors.hash_password(password)
         secret = totp_secret or factors.new_totp_secret()
+        stored = self._stored_secret(username, secret)
         now = self._clock()
         with self._engine.begin() as connection:
             self._check_unit_and_person(connection, unit_id, person_id, role)
@@ -165,7 +214,7 @@ class AccessStore:
                         unit_id=unit_id,
                         person_id=person_id,
                         password_hash=password_hash,
-                        totp_secret=secret,
+                        totp_secret=stored,
                         failed_logins=0,
                         created_at=now,
                         password_changed_at=now,
@@ -213,12 +262,18 @@ class AccessStore:
             self._failed(None, name, "disabled" if row.disabled_at else "locked")
             raise InvalidLoginError(_REFUSED)
         step = None
+        secret_ok = True
         if kind == "web":
-            step = factors.match_totp(
-                row.totp_secret, code or "", after_step=row.totp_last_step, at=self._now_ts()
-            )
+            # Opened whatever the password, so that the time taken does not tell.
+            secret = self._open_secret(row.id, name, row.totp_secret)
+            secret_ok = secret is not None
+            if secret is not None:
+                step = factors.match_totp(
+                    secret, code or "", after_step=row.totp_last_step, at=self._now_ts()
+                )
         if not password_ok or (kind == "web" and step is None):
-            self._failed(row.id, name, "password" if not password_ok else "code")
+            reason = "password" if not password_ok else "code" if secret_ok else "sealed_secret"
+            self._failed(row.id, name, reason)
             raise InvalidLoginError(_REFUSED)
         with self._engine.begin() as connection:
             condition = access_users.c.id == row.id
@@ -327,9 +382,63 @@ class AccessStore:
         """A new TOTP secret for the account (the old authenticator stops working)."""
         secret = factors.new_totp_secret()
         self._change(
-            username, actor, {"change": "second_factor"}, totp_secret=secret, totp_last_step=None
+            username,
+            actor,
+            {"change": "second_factor"},
+            totp_secret=self._stored_secret(username, secret),
+            totp_last_step=None,
         )
         return secret
+
+    def seal_clear_secrets(self) -> int:
+        """Seal every TOTP secret still stored in clear (made before sealing, or by a store
+        without a sealer); how many were. Idempotent: ``kyso init`` runs it every time."""
+        if self._sealer is None:
+            raise SealerMissingError("sealing the TOTP secrets needs a sealer")
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(access_users.c.id, access_users.c.username, access_users.c.totp_secret)
+            ).all()
+        clear = [row for row in rows if not row.totp_secret.startswith(SEALED_PREFIX)]
+        return sum(self._seal_in_place(row.id, row.username, row.totp_secret) for row in clear)
+
+    def _stored_secret(self, username: str, secret: str) -> str:
+        """What the database keeps of ``secret``: sealed when there is a sealer."""
+        if self._sealer is None:
+            return secret
+        sealed = self._sealer.seal(secret.encode("ascii"), _totp_aad(username))
+        return SEALED_PREFIX + base64.b64encode(sealed).decode("ascii")
+
+    def _open_secret(self, user_id: int, username: str, stored: str) -> str | None:
+        """The clear secret of a row; ``None`` when a sealed one does not open (the row
+        was changed or copied from another account). A clear one is sealed on the way."""
+        if not stored.startswith(SEALED_PREFIX):
+            if self._sealer is not None:
+                self._seal_in_place(user_id, username, stored)
+            return stored
+        if self._sealer is None:
+            raise SealerMissingError("this account's second factor is sealed; no sealer here")
+        try:
+            sealed = base64.b64decode(stored.removeprefix(SEALED_PREFIX), validate=True)
+        except binascii.Error:
+            sealed = b""
+        opened = self._sealer.unseal(sealed, _totp_aad(username)) if sealed else None
+        if opened is None:
+            log.warning("the sealed second-factor secret of account %r does not open", username)
+            return None
+        return opened.decode("ascii")
+
+    def _seal_in_place(self, user_id: int, username: str, clear: str) -> bool:
+        """Replace a clear secret by its sealed form, unless it changed meanwhile."""
+        stored = self._stored_secret(username, clear)
+        with self._engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    update(access_users)
+                    .where(access_users.c.id == user_id, access_users.c.totp_secret == clear)
+                    .values(totp_secret=stored)
+                ).rowcount
+            )
 
     def set_role(self, username: str, role: Role, unit_id: int | None, actor: Actor) -> User:
         if (role is Role.SYSTEM_ADMIN) != (unit_id is None):
@@ -380,19 +489,24 @@ class AccessStore:
     def use_code(self, user_id: int, code: str) -> bool:
         """Whether ``code`` is the account's current TOTP code, not used before; a right
         code is used up (a second use of it, or of an earlier one, is refused)."""
-        with self._engine.begin() as connection:
+        with self._engine.connect() as connection:
             row = connection.execute(
-                select(access_users.c.totp_secret, access_users.c.totp_last_step).where(
-                    access_users.c.id == user_id
-                )
+                select(
+                    access_users.c.username,
+                    access_users.c.totp_secret,
+                    access_users.c.totp_last_step,
+                ).where(access_users.c.id == user_id)
             ).first()
-            if row is None:
-                return False
-            step = factors.match_totp(
-                row.totp_secret, code, after_step=row.totp_last_step, at=self._now_ts()
-            )
-            if step is None:
-                return False
+        if row is None:
+            return False
+        secret = self._open_secret(user_id, row.username, row.totp_secret)
+        if secret is None:
+            return False
+        step = factors.match_totp(secret, code, after_step=row.totp_last_step, at=self._now_ts())
+        if step is None:
+            return False
+        # The step check in the update makes the read and the write one atomic use.
+        with self._engine.begin() as connection:
             return (
                 connection.execute(
                     update(access_users)

@@ -5,6 +5,9 @@ extractable). Issuing a token is one signature on the token; checking one needs 
 public key, in process. A token names its subject (``client:<client_id>``), its scopes
 and its unit, and lasts :attr:`TokenIssuer.lifetime` (10 minutes by default): a revoked
 client is refused at once anyway, because every request also looks the client up.
+
+``kyso init`` also creates the AES-256 key that seals the accounts' TOTP secrets
+(:data:`SECRETS_KEY_LABEL`), used through :class:`HsmSealer`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from hsm import BlockingSessionPool, HashAlg, KeyInfo, KeySpec, SignScheme
+from hsm import (
+    BlockingSessionPool,
+    HashAlg,
+    HsmKeyNotFoundError,
+    HsmSealedDataError,
+    KeyInfo,
+    KeySpec,
+    SecretKeyInfo,
+    SignScheme,
+)
 from kyso.access.model import InvalidTokenError
+from kyso.access.store import SealerMissingError
 from kyso.errors import KysoError
 from kyso.keys import find_labelled_key
 
@@ -48,6 +61,55 @@ def ensure_token_key(pool: BlockingSessionPool) -> tuple[KeyInfo, bool]:
     if existing is not None:
         return existing, False
     return pool.generate_key(KeySpec.EC_P256, label=TOKEN_KEY_LABEL), True
+
+
+SECRETS_KEY_LABEL = "kyso-access-secrets"
+"""Label of the AES-256 key on the HSM that seals the accounts' TOTP secrets."""
+
+
+def ensure_secrets_key(pool: BlockingSessionPool) -> tuple[SecretKeyInfo, bool]:
+    """The key that seals the accounts' TOTP secrets, generated on the HSM when absent;
+    True if created. A weak key under the label is an error, not replaced: what it
+    sealed opens with it only."""
+    existing = pool.find_secret_key(SECRETS_KEY_LABEL)
+    if existing is None:
+        return pool.generate_secret_key(SECRETS_KEY_LABEL), True
+    if existing.problems:
+        raise KysoError(
+            f"the access-secrets key {existing.key_id.hex()} is refused: "
+            + "; ".join(existing.problems)
+        )
+    return existing, False
+
+
+@dataclass(frozen=True)
+class HsmSealer:
+    """Seals the accounts' TOTP secrets with :data:`SECRETS_KEY_LABEL` on the HSM (a
+    :class:`kyso.access.store.SecretSealer`). An unreachable token raises the pool's
+    :class:`hsm.HsmError`, which the service answers as for any HSM outage."""
+
+    pool: BlockingSessionPool
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        try:
+            return self.pool.seal(SECRETS_KEY_LABEL, plaintext, aad)
+        except HsmKeyNotFoundError as ex:
+            raise _no_key() from ex
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes | None:
+        try:
+            return self.pool.unseal(SECRETS_KEY_LABEL, sealed, aad)
+        except HsmSealedDataError:
+            return None
+        except HsmKeyNotFoundError as ex:
+            raise _no_key() from ex
+
+
+def _no_key() -> SealerMissingError:
+    return SealerMissingError(
+        f"the key {SECRETS_KEY_LABEL!r} that seals the accounts' second-factor secrets is not "
+        "on the token; run `kyso init`"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TestToken
+from hsm import BlockingSessionPool
+from kyso.access.tokens import ensure_secrets_key
+from tests.conftest import TestToken, make_token
 
 _LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
 
@@ -84,6 +86,16 @@ class Kyso:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.ok(*args, "--json").stdout)
+
+
+@pytest.fixture
+def token(softhsm_dir: Path, tmp_path: Path) -> TestToken:
+    """A new token with the key that seals the accounts' TOTP secrets, which ``kyso init``
+    makes: every store of the service seals with it, whatever else the test sets up."""
+    made = make_token(softhsm_dir, tmp_path)
+    with BlockingSessionPool(made.config(pool_size=1)) as pool:
+        ensure_secrets_key(pool)
+    return made
 
 
 @pytest.fixture

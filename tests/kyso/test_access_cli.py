@@ -30,6 +30,7 @@ from kyso import cli, db
 from kyso.access import factors
 from kyso.access.model import InvalidClientError, InvalidLoginError, Scope
 from kyso.access.store import MAX_LOGIN_FAILURES, AccessStore
+from kyso.access.tokens import HsmSealer
 from kyso.pki_service import make_authority
 from pki.store import PersonRole, UnitKind
 from tests.conftest import TestToken
@@ -81,9 +82,11 @@ class Site:
     people: dict[str, int]
     """Person ids of CAP-BT by role: officer, clerk."""
     password_file: Path
+    pool: BlockingSessionPool
+    """Open for the test: the store seals and opens TOTP secrets as the CLI does."""
 
     def store(self) -> AccessStore:
-        return AccessStore(self.engine)
+        return AccessStore(self.engine, sealer=HsmSealer(self.pool))
 
 
 def make_site(
@@ -127,11 +130,16 @@ def make_site(
                      "079190004321", "ngoc.ttb@btn.hcm.gov.vn"),
                 )
             }  # fmt: skip
-        password_file = tmp_path / "password.txt"
-        password_file.write_text(PASSWORD + "\nsecond line is not read\n", encoding="utf-8")
-        yield Site(
-            kyso=run or kyso, engine=engine, units=units, people=people, password_file=password_file
-        )
+            password_file = tmp_path / "password.txt"
+            password_file.write_text(PASSWORD + "\nsecond line is not read\n", encoding="utf-8")
+            yield Site(
+                kyso=run or kyso,
+                engine=engine,
+                units=units,
+                people=people,
+                password_file=password_file,
+                pool=pool,
+            )
     finally:
         engine.dispose()
 
