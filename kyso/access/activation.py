@@ -307,7 +307,7 @@ class SignatureActivation:
                 self._authority.usable_credential(credential_id)
                 if self.policy(credential_id) is ActivationPolicy.PIN_OTP:
                     user = self._access.user(principal.id.removeprefix("user:"))
-                    if not otp or not self._access.use_code(user.id, otp):
+                    if not otp or not self._access.use_code(user.id, otp, counted=True):
                         raise OtpRequiredError(
                             "this credential is activated with its PIN and the holder's "
                             "one-time code; the code is missing, wrong or already used"
@@ -356,7 +356,10 @@ class SignatureActivation:
                 "a service client cannot activate this credential: it may queue a document "
                 "for its holder's approval"
             )
-        if _holds(self._access.user(principal.id.removeprefix("user:")), credential):
+        user = self._access.user(principal.id.removeprefix("user:"))
+        if user.locked or user.disabled:
+            raise ForbiddenError("this account is locked or disabled")
+        if _holds(user, credential):
             return "person"
         raise ForbiddenError("only the credential's holder may activate it")
 

@@ -486,9 +486,37 @@ class AccessStore:
                 "an officer's or clerk's account has that person's role and unit"
             )
 
-    def use_code(self, user_id: int, code: str) -> bool:
+    def use_code(self, user_id: int, code: str, *, counted: bool = False) -> bool:
         """Whether ``code`` is the account's current TOTP code, not used before; a right
-        code is used up (a second use of it, or of an earlier one, is refused)."""
+        code is used up (a second use of it, or of an earlier one, is refused).
+
+        ``counted`` (signature activation): a wrong or used code counts as a failed try of
+        the account, as a wrong sign-in does — five in a row lock it, and its sessions with
+        it — and a right one clears the count; so a stolen session that knows the PIN
+        cannot go on guessing codes."""
+        used = self._use_code(user_id, code)
+        if counted:
+            if used:
+                with self._engine.begin() as connection:
+                    connection.execute(
+                        update(access_users)
+                        .where(access_users.c.id == user_id)
+                        .values(failed_logins=0)
+                    )
+            else:
+                username = self._username(user_id)
+                if username is not None:
+                    self._failed(user_id, username, "activation_code")
+        return used
+
+    def _username(self, user_id: int) -> str | None:
+        with self._engine.connect() as connection:
+            name: str | None = connection.execute(
+                select(access_users.c.username).where(access_users.c.id == user_id)
+            ).scalar()
+        return name
+
+    def _use_code(self, user_id: int, code: str) -> bool:
         with self._engine.connect() as connection:
             row = connection.execute(
                 select(

@@ -294,3 +294,30 @@ def test_the_console_asks_for_the_holders_code_under_pin_and_otp(demo: Demo) -> 
     activation.activate_at_console(
         demo.seal, pin=DEMO_PIN, otp=demo.code("ngoc.ttb"), actor=console
     )
+
+
+def test_wrong_codes_at_activation_count_and_lock_the_account(demo: Demo) -> None:
+    """A stolen session that knows the PIN cannot go on guessing one-time codes: each wrong
+    code counts as a failed try of the account, a right one clears the count, and the
+    fifth wrong one in a row locks it (and so its sessions and its activations)."""
+    activation, officer, credential = demo.activation, demo.officer, demo.officer_credential
+    bound = hashes("CT07")
+    wrong = f"{(int(demo.code('anh.nv')) + 1) % 10**6:06d}"
+
+    def attempt(code: str) -> None:
+        activation.authorize(officer, credential, bound, count=1, pin=DEMO_PIN, otp=code)
+
+    for _ in range(4):
+        with pytest.raises(OtpRequiredError):
+            attempt(wrong)
+    attempt(demo.code("anh.nv"))  # clears the count
+    for _ in range(4):
+        with pytest.raises(OtpRequiredError):
+            attempt(wrong)
+    assert not demo.access.user("anh.nv").locked
+    with pytest.raises(OtpRequiredError):
+        attempt(wrong)
+    assert demo.access.user("anh.nv").locked
+    demo.clock.now += timedelta(seconds=30)
+    with pytest.raises(ForbiddenError, match="locked"):
+        attempt(demo.code("anh.nv"))
