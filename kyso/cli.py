@@ -67,9 +67,7 @@ from kyso.pki_service import (
     make_authority,
     open_trust_store,
 )
-from kyso.runtime import report_key_problems
 from kyso.settings import Settings, load_settings
-from kyso.signing import SigningServices, make_signing
 from kyso.tables import hsm_keys
 from pki.authority import Authority, Credential, Person, Unit
 from pki.certificates import to_pem
@@ -93,6 +91,7 @@ from signer.stamps import MAX_PNG_BYTES, attachment_signature, officer_signature
 from signer.store import StampImageKind
 
 if TYPE_CHECKING:
+    from kyso.signing import SigningServices
     from kyso.verification import VerificationService
 
 app = typer.Typer(
@@ -240,6 +239,8 @@ def init(
             sealed = AccessStore(engine, sealer=HsmSealer(pool)).seal_clear_secrets()
             typer.echo(f"second-factor secrets: {sealed} sealed now")
             keys = pool.list_keys()
+            from kyso.runtime import report_key_problems  # the service's wiring: loaded late
+
             refused = report_key_problems(keys)
             typer.echo(f"keys: {len(keys)} on the token, {len(refused)} refused for signing")
             for key in refused:
@@ -1129,6 +1130,8 @@ class SigningSession:
 
 @contextmanager
 def open_signing() -> Iterator[SigningSession]:
+    from kyso.signing import make_signing  # pyHanko's signer: only for the commands that sign
+
     current = settings()
     engine = db.make_engine(current.sqlalchemy_url)
     try:
@@ -1812,6 +1815,7 @@ VERDICT_TEXT = {
 def open_verification() -> Iterator[tuple[VerificationService, SigningServices, AuditLog]]:
     """The verifier (its workers, the trust store, Kyso's own CA status), with the
     signing services for sealing PDF reports, for one CLI command."""
+    from kyso.signing import make_signing
     from kyso.verification import VerificationService
 
     current = settings()
