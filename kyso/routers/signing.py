@@ -165,6 +165,10 @@ class Activated(Body):
         )
 
 
+def reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret else None
+
+
 def activate(
     activation: SignatureActivation,
     principal: Principal,
@@ -176,10 +180,6 @@ def activate(
     otp: SecretStr | None,
 ) -> Credential:
     """The credential, activated for ``binding`` (blocking: argon2, database)."""
-
-    def reveal(secret: SecretStr | None) -> str | None:
-        return secret.get_secret_value() if secret else None
-
     return activation.activate(
         principal, credential_id, binding, sad=reveal(sad), pin=reveal(pin), otp=reveal(otp)
     )
@@ -301,8 +301,8 @@ async def authorize(
             credential_id,
             binding,
             count=body.count or binding.count,
-            pin=body.pin.get_secret_value() if body.pin else None,
-            otp=body.otp.get_secret_value() if body.otp else None,
+            pin=reveal(body.pin),
+            otp=reveal(body.otp),
         )
         return IssuedActivation(
             sad=issued.value,
