@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kyso.access.model import Principal, Role, Scope
@@ -48,6 +48,9 @@ class Rule:
     """Any signed-in caller; the route checks the rest itself."""
     writes: bool = False
     """The request changes something (so an auditor must never pass)."""
+    whole_system: bool = False
+    """About the whole system (the CA's trust anchors and CRLs, metrics): a client of one
+    unit never passes, whatever its scopes."""
 
 
 SIGNED_IN = Rule(signed_in=True)
@@ -115,7 +118,7 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
     ("POST", "/csc/v2/signatures/signDoc"): SIGNED_IN,
     ("POST", "/csc/v2/signatures/timestamp"): SIGNED_IN,
     # operations
-    ("GET", "/metrics"): _read(None, _SYSTEM),
+    ("GET", "/metrics"): replace(_read(None, _SYSTEM), whole_system=True),
     # the audit log is one tree: its readers read all of it (no unit target)
     ("GET", "/audit/checkpoint"): _read(None, _AUDIT_READERS, frozenset({Scope.AUDIT_READ})),
     ("GET", "/audit/entries"): _read(None, _AUDIT_READERS, frozenset({Scope.AUDIT_READ})),
@@ -170,10 +173,10 @@ MATRIX: Mapping[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/credentials/{credential_id}/activation"): _admin("credential_id"),
     ("PUT", "/api/v1/credentials/{credential_id}/client"): _admin("credential_id"),
     # the CA itself
-    ("POST", "/api/v1/pki/crl/{name}"): _admin(None, _SYSTEM),
+    ("POST", "/api/v1/pki/crl/{name}"): replace(_admin(None, _SYSTEM), whole_system=True),
     ("GET", "/api/v1/pki/expiring"): _read(None),
     ("GET", "/api/v1/pki/trust"): _read(None),
-    ("POST", "/api/v1/pki/trust"): _admin(None, _SYSTEM),
+    ("POST", "/api/v1/pki/trust"): replace(_admin(None, _SYSTEM), whole_system=True),
     # documents: services queue drafts; the officer signs; the clerk seals and issues
     ("POST", "/api/v1/documents"): Rule(
         roles={Role.OFFICER: Reach.OWN_UNIT, Role.CLERK: Reach.OWN_UNIT},
@@ -252,6 +255,8 @@ def permits(rule: Rule, principal: Principal, target_units: Sequence[int] | None
         return True
     if principal.kind == "client":
         if not rule.scopes & principal.scopes:
+            return False
+        if principal.unit_id is not None and rule.whole_system:
             return False
         reach = Reach.ALL if principal.unit_id is None else Reach.SUBTREE
     else:

@@ -92,6 +92,12 @@ EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/api/v1/clients/{client_id}/rotate"): ("S", "admin"),
     ("POST", "/api/v1/clients/{client_id}/revoke"): ("S", "admin"),
 }
+WHOLE_SYSTEM = {
+    ("GET", "/metrics"),
+    ("POST", "/api/v1/pki/crl/{name}"),
+    ("POST", "/api/v1/pki/trust"),
+}
+"""Routes about the whole system: a client of one unit never passes, whatever its scopes."""
 SIGNED_IN_ONLY = {
     ("POST", "/api/v1/auth/logout"),
     ("GET", "/api/v1/auth/me"),
@@ -167,10 +173,13 @@ def test_each_route_answers_exactly_its_roles_in_and_out_of_scope(route: tuple[s
             expected = role in allowed_roles and in_scope
             assert permits(rule, principal, target) is expected, (role, place)
     allowed_scopes = {Scope(s) for s in scopes.split()}
+    system_route = route in WHOLE_SYSTEM
     for scope in Scope:
         for unit, place in ((None, "sibling"), (COMMUNE, "commune"), (COMMUNE, "sibling")):
             target = None if rule.target is None else PATHS[place]
-            in_scope = unit is None or rule.target is None or place == "commune"
+            in_scope = unit is None or (
+                not system_route and (rule.target is None or place == "commune")
+            )
             expected = scope in allowed_scopes and in_scope
             assert permits(rule, client(frozenset({scope}), unit), target) is expected, (
                 scope,
@@ -211,3 +220,7 @@ def test_only_the_system_admin_reaches_everything() -> None:
     assert not permits(
         MATRIX[("POST", "/api/v1/pki/trust")], person(Role.UNIT_ADMIN, MINISTRY), None
     )
+    # an admin client of a unit administers that unit, not the CA, its CRLs or metrics
+    for route in (("POST", "/api/v1/pki/trust"), ("POST", "/api/v1/pki/crl/{name}")):
+        assert not permits(MATRIX[route], client(frozenset({Scope.ADMIN}), MINISTRY), None)
+        assert permits(MATRIX[route], client(frozenset({Scope.ADMIN})), None)
