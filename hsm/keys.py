@@ -6,7 +6,7 @@ import enum
 import hashlib
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
@@ -106,6 +106,34 @@ def check_label(label: str) -> str:
     return label
 
 
+class _Custody(Protocol):
+    @property
+    def sensitive(self) -> bool: ...
+    @property
+    def always_sensitive(self) -> bool: ...
+    @property
+    def extractable(self) -> bool: ...
+    @property
+    def never_extractable(self) -> bool: ...
+
+
+def custody_problems(key: _Custody) -> list[str]:
+    """Why a key's custody is not what a key of Kyso's needs (generated sensitive and never
+    extractable, so that it has never been able to leave the token); empty when it is."""
+    found = []
+    if key.extractable:
+        found.append("CKA_EXTRACTABLE is true: the key can leave the token")
+    elif not key.never_extractable:
+        # CKA_EXTRACTABLE may be switched off later; the key could have been wrapped out
+        # before that, and only CKA_NEVER_EXTRACTABLE remembers it.
+        found.append("CKA_NEVER_EXTRACTABLE is false: the key was extractable once or imported")
+    if not key.always_sensitive:
+        found.append("CKA_ALWAYS_SENSITIVE is false: the key was once exportable or imported")
+    if not key.sensitive:
+        found.append("CKA_SENSITIVE is false")
+    return found
+
+
 @dataclass(frozen=True, kw_only=True)
 class KeyInfo:
     """What the token says about one private key (and its public half)."""
@@ -137,17 +165,7 @@ class KeyInfo:
     @property
     def problems(self) -> tuple[str, ...]:
         """Reasons this key must not be used for signing; empty when it is fine."""
-        found = []
-        if self.extractable:
-            found.append("CKA_EXTRACTABLE is true: the key can leave the token")
-        elif not self.never_extractable:
-            # CKA_EXTRACTABLE may be switched off later; the key could have been wrapped
-            # out before that, and only CKA_NEVER_EXTRACTABLE remembers it.
-            found.append("CKA_NEVER_EXTRACTABLE is false: the key was extractable once or imported")
-        if not self.always_sensitive:
-            found.append("CKA_ALWAYS_SENSITIVE is false: the key was once exportable or imported")
-        if not self.sensitive:
-            found.append("CKA_SENSITIVE is false")
+        found = custody_problems(self)
         if not self.sign:
             found.append("CKA_SIGN is false")
         if self.spec is None:

@@ -18,6 +18,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.types import DecryptMixin, EncryptMixin
 
 from hsm.errors import HsmInvalidRequestError, HsmOperationError, HsmSealedDataError
+from hsm.keys import custody_problems
 
 SECRET_KEY_BITS = 256
 
@@ -95,15 +96,7 @@ class SecretKeyInfo:
     @property
     def problems(self) -> tuple[str, ...]:
         """Reasons this key must not seal anything; empty when it is fine."""
-        found = []
-        if self.extractable:
-            found.append("CKA_EXTRACTABLE is true: the key can leave the token")
-        elif not self.never_extractable:
-            found.append("CKA_NEVER_EXTRACTABLE is false: the key was extractable once or imported")
-        if not self.sensitive:
-            found.append("CKA_SENSITIVE is false")
-        elif not self.always_sensitive:
-            found.append("CKA_ALWAYS_SENSITIVE is false: the key was once exportable or imported")
+        found = custody_problems(self)
         other_uses = [
             name
             for name, allowed in (
