@@ -18,13 +18,12 @@ from pydantic import Field
 from kyso.access.activation import Binding
 from kyso.access.matrix import visible_units
 from kyso.errors import KysoError
-from kyso.routers.admin import AdminDep
+from kyso.routers.admin import ActivationDep, AdminDep
 from kyso.routers.authorise import AuthorisedDep
 from kyso.routers.pki import PkiDep
 from kyso.routers.signing import (
     SIGN_RATE,
     Activated,
-    ActivationDep,
     CallerDep,
     IdempotencyKey,
     PlacementBody,

@@ -35,7 +35,7 @@ from kyso.access.activation import (
 from kyso.access.model import Principal
 from kyso.errors import KysoError
 from kyso.logs import request_id
-from kyso.routers.admin import MAX_PIN_INPUT
+from kyso.routers.admin import MAX_PIN_INPUT, ActivationDep
 from kyso.routers.auth import limit
 from kyso.routers.authorise import ActorDep, AuthorisedDep
 from kyso.routers.health import RuntimeDep
@@ -77,12 +77,6 @@ def get_signing(runtime: RuntimeDep) -> SigningServices:
     return runtime.signing
 
 
-def get_activation(runtime: RuntimeDep) -> SignatureActivation:
-    if runtime.activation is None:
-        raise SigningUnavailableError("signature activation is not available in this process")
-    return runtime.activation
-
-
 def get_batches(runtime: RuntimeDep) -> BatchRunner:
     if runtime.batches is None:
         raise SigningUnavailableError("batches are not available in this process")
@@ -99,7 +93,6 @@ def sign_rate(request: Request, caller: CallerDep) -> None:
 
 SIGN_RATE = [Depends(sign_rate)]
 SigningDep = Annotated[SigningServices, Depends(get_signing)]
-ActivationDep = Annotated[SignatureActivation, Depends(get_activation)]
 BatchesDep = Annotated[BatchRunner, Depends(get_batches)]
 IdempotencyKey = Annotated[
     str | None,
