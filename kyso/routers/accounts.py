@@ -38,7 +38,7 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 Username = Annotated[str, Path(min_length=1, max_length=64)]
 ClientId = Annotated[str, Path(min_length=1, max_length=64)]
-UnitId = Annotated[int | None, Field(ge=1, le=2**62)]
+UnitId = Annotated[int | None, Field(ge=1, le=2**62, strict=True)]
 Password = Annotated[SecretStr, Field(min_length=1, max_length=factors.MAX_PASSWORD)]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _MAX_GRACE_HOURS = 24 * 30
